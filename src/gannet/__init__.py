@@ -1,0 +1,18 @@
+"""gannet: Generative Adversarial Nets (Goodfellow et al., 2014) in PyTorch.
+
+The Python API the `gannet` command is a layer over:
+
+    from gannet import TrainConfig, preset_config, train, load_generator, sample
+    run_dir = train(preset_config("toy1d"), "runs/toy")
+    generator, config, _ = load_generator(run_dir)
+    x = sample(generator, config, n=64)
+"""
+
+from gannet.config import TrainConfig
+from gannet.errors import GannetError
+from gannet.presets import preset_config
+from gannet.sampling import load_generator, sample
+from gannet.train import train
+
+__all__ = ["GannetError", "TrainConfig", "load_generator", "preset_config", "sample", "train"]
+__version__ = "0.1.0"

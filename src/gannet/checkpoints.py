@@ -1,0 +1,150 @@
+"""Checkpoints: weights as .safetensors (with the run's config in its metadata, so one file is
+enough to sample from), training state beside it as a torch file loaded with weights_only.
+
+A checkpoint `checkpoints/epoch-0007.safetensors` + `epoch-0007.state.pt` is written state
+first, weights last, each to a temporary file that is flushed and renamed: a crash at any
+moment leaves the previous checkpoint whole, and a weights file always has its state.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from gannet import config as config_module
+from gannet.config import TrainConfig
+from gannet.errors import GannetError
+
+FORMAT = "gannet"
+FORMAT_VERSION = "1"
+_NAME = re.compile(r"epoch-(\d+)\.safetensors$")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a flushed temporary file and a rename."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def checkpoint_paths(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoints (weights files), oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    found = [p for p in folder.glob("epoch-*.safetensors") if _NAME.search(p.name)]
+    return sorted(found, key=lambda p: int(_NAME.search(p.name).group(1)))
+
+
+def state_path(weights: Path) -> Path:
+    return weights.with_name(weights.name.replace(".safetensors", ".state.pt"))
+
+
+def save(
+    run_dir: Path,
+    epoch: int,
+    weights: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    config: TrainConfig,
+    keep: int,
+) -> Path:
+    """Write checkpoint `epoch` (number of finished epochs), then delete all but the `keep`
+    newest. Returns the weights file."""
+    folder = Path(run_dir) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"epoch-{epoch:04d}.safetensors"
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(state_path(path), buffer.getvalue())
+    tensors = {name: t.detach().cpu().contiguous() for name, t in weights.items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "epoch": str(epoch),
+        "step": str(state.get("step", 0)),
+        "config": json.dumps(config.to_dict()),
+    }
+    write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
+    for old in checkpoint_paths(run_dir)[:-keep]:
+        state_path(old).unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+    return path
+
+
+def resolve(source: str | os.PathLike) -> Path:
+    """A weights file from a run directory (its newest checkpoint) or a .safetensors path."""
+    source = Path(source)
+    if source.is_dir():
+        found = checkpoint_paths(source)
+        if not found:
+            raise GannetError(f"{source} holds no checkpoint (no checkpoints/epoch-*.safetensors).")
+        return found[-1]
+    if not source.is_file():
+        raise GannetError(f"No run directory or checkpoint at {source}.")
+    return source
+
+
+def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
+    """(tensors, metadata, path) of a gannet checkpoint; anything else is a GannetError."""
+    path = resolve(source)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises its own error types for bad files
+        raise GannetError(f"{path} is not a gannet checkpoint (not a readable safetensors file: {error}).") from None
+    if metadata.get("format") != FORMAT:
+        raise GannetError(f"{path} is not a gannet checkpoint (its metadata names no gannet format).")
+    return tensors, metadata, path
+
+
+def checkpoint_config(metadata: dict[str, str], path: Path) -> TrainConfig:
+    try:
+        values = json.loads(metadata["config"])
+    except (KeyError, json.JSONDecodeError):
+        raise GannetError(f"{path} is a damaged gannet checkpoint: its config is missing or unreadable.") from None
+    return config_module.from_dict(values)
+
+
+def load_state(weights: Path) -> dict[str, Any]:
+    """The training state beside a weights file, loaded with weights_only=True: tensors and
+    plain containers only, so a crafted pickle cannot run code."""
+    path = state_path(weights)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise GannetError(f"{path} is missing: the checkpoint cannot be resumed.") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise GannetError(f"{path} was refused: it is not a safe gannet training state ({first_line}).") from None
+
+
+def split_weights(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Generator and discriminator state dicts from a checkpoint's flat names."""
+    parts: dict[str, dict] = {"generator": {}, "discriminator": {}}
+    for name, tensor in tensors.items():
+        player, _, key = name.partition(".")
+        if player in parts:
+            parts[player][key] = tensor
+    return parts["generator"], parts["discriminator"]
+
+
+def flat_weights(generator: torch.nn.Module, discriminator: torch.nn.Module) -> dict[str, torch.Tensor]:
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    tensors.update({f"discriminator.{k}": v for k, v in discriminator.state_dict().items()})
+    return tensors

@@ -1,0 +1,243 @@
+"""The `gannet` command: a thin layer over the Python API.
+
+Every user error ends as one sentence on stderr and exit status 2; Ctrl-C as exit 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+from pathlib import Path
+
+from gannet import config as config_module
+from gannet import presets
+from gannet.config import FIELDS, TrainConfig, field_type, flag
+from gannet.errors import GannetError
+
+# Flags that may change when a run is resumed: where it runs and for how long, not what it is.
+RESUMABLE = {"epochs", "device", "data_dir", "log_every", "checkpoint_every", "keep_checkpoints"}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors become GannetError (one sentence, no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise GannetError(f"{self.prog}: {message}.")
+
+
+def _list_of(scalar: type):
+    def parse(text: str) -> list:
+        try:
+            return [scalar(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {scalar.__name__}s, got {text!r}") from None
+
+    parse.__name__ = f"list of {scalar.__name__}"
+    return parse
+
+
+def _optional(scalar: type):
+    def parse(text: str):
+        return None if text.lower() == "none" else scalar(text)
+
+    parse.__name__ = scalar.__name__
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; absent flags leave the preset's value alone."""
+    defaults = TrainConfig()
+    group = parser.add_argument_group("hyper-parameters (defaults: the paper's MNIST model)")
+    for name, f in FIELDS.items():
+        if name == "preset":
+            continue
+        scalar, is_list, optional = field_type(name)
+        default = getattr(defaults, name)
+        shown = ",".join(map(str, default)) if is_list else default
+        kwargs = {"dest": name, "default": argparse.SUPPRESS, "help": f"{f.metadata['help']} [{shown}]"}
+        if scalar is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif is_list:
+            kwargs.update(type=_list_of(scalar), metavar="A,B")
+        else:
+            kwargs.update(type=_optional(scalar) if optional else scalar, choices=f.metadata["choices"])
+            kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}" if f.metadata["choices"] else None
+        group.add_argument(f"--{flag(name)}", **kwargs)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="gannet", description="Generative Adversarial Nets (Goodfellow et al., 2014).", allow_abbrev=False
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    train = sub.add_parser(
+        "train",
+        help="train a preset",
+        allow_abbrev=False,
+        description="Train a preset (default mnist); any hyper-parameter can be overridden.",
+    )
+    train.add_argument("preset_name", nargs="?", metavar="PRESET", help="a name from `gannet presets` [mnist]")
+    train.add_argument("--config", type=Path, help="start from a config.json instead of a preset")
+    train.add_argument("--run-dir", type=Path, help="where the run is written [runs/<preset>-<time>]")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run to its --epochs")
+    train.add_argument("--force", action="store_true", help="replace an existing run directory")
+    train.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="show the progress bar [on a terminal]"
+    )
+    add_config_flags(train)
+
+    sample = sub.add_parser("sample", help="draw samples from a trained generator", allow_abbrev=False)
+    sample.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    sample.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples [64]")
+    sample.add_argument("-o", "--output", type=Path, help="picture to write [samples.png unless --npy]")
+    sample.add_argument("--npy", type=Path, help="also write the raw array, shape (n, data_dim)")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    sample.add_argument("--device", default="cpu", help="cpu, cuda, ... [cpu]")
+    sample.add_argument("--data-dir", help="data folder (1-D toys draw the data beside the samples)")
+
+    sub.add_parser("presets", help="list the named presets", allow_abbrev=False)
+
+    data = sub.add_parser("data", help="check or download data sets", allow_abbrev=False)
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
+    data_sub.required = True
+    check = data_sub.add_parser("check", help="say what is present and verified, and where")
+    check.add_argument("name", nargs="?", default="mnist", choices=["mnist"])
+    check.add_argument("--data-dir")
+    download = data_sub.add_parser("download", help="download and verify a data set")
+    download.add_argument("name", choices=["mnist"])
+    download.add_argument("--data-dir", help="where to put it [$GANNET_DATA, else the per-user cache]")
+    return parser
+
+
+def _suggest(parser: argparse.ArgumentParser, argv: list[str], unknown: list[str]) -> str:
+    """'unknown option --lrr; did you mean --lr?' for the first unknown option."""
+    chosen = parser
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for word in argv:
+            if word in action.choices:
+                chosen = action.choices[word]
+                break
+    known = [s for a in chosen._actions for s in a.option_strings if s.startswith("--")]
+    option = next((u.split("=")[0] for u in unknown if u.startswith("-")), None)
+    if option is None:
+        return f"unexpected argument(s): {' '.join(unknown)}."
+    close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else f"; see `{chosen.prog} --help`."
+    return f"{chosen.prog}: unknown option {option}{hint}"
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
+    """The run's config from the preset / config file / resumed run, with flag overrides."""
+    overrides = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+    if args.resume is not None:
+        if args.preset_name or args.config:
+            raise GannetError("--resume continues a run with its own config; drop the preset and --config.")
+        fixed = sorted(set(overrides) - RESUMABLE)
+        if fixed:
+            names = ", ".join(f"--{flag(n)}" for n in fixed)
+            raise GannetError(f"A resumed run keeps its hyper-parameters; {names} cannot change on --resume.")
+        base = config_module.load(args.resume / "config.json") if (args.resume / "config.json").is_file() else None
+        if base is None:
+            raise GannetError(f"Cannot resume: {args.resume} is not a gannet run directory (no config.json).")
+        return config_module.from_dict(overrides, base), args.resume
+    if args.config is not None:
+        if args.preset_name:
+            raise GannetError("Give either a preset or --config, not both.")
+        base = config_module.load(args.config)
+    else:
+        base = presets.preset_config(args.preset_name or "mnist")
+    return config_module.from_dict(overrides, base), args.run_dir
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gannet.train import default_run_dir, train
+
+    config, run_dir = resolve_config(args)
+    if args.resume is not None and args.force:
+        raise GannetError("--resume and --force contradict each other; give one.")
+    run_dir = run_dir or default_run_dir(config)
+    print(f"gannet: training '{config.preset}' in {run_dir}", file=sys.stderr)
+    try:
+        train(config, run_dir, resume=args.resume is not None, force=args.force, progress_bar=args.progress)
+    except KeyboardInterrupt:
+        print(
+            f"\ngannet: interrupted; the last checkpoint is intact: continue with `gannet train --resume {run_dir}`.",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from gannet.sampling import load_generator, sample, write_samples
+    from gannet.train import resolve_device
+
+    if args.num_samples < 1:
+        raise GannetError("-n must be at least 1.")
+    device = str(resolve_device(args.device))
+    generator, config, path = load_generator(args.source, device)
+    output = args.output if args.output or args.npy else Path("samples.png")
+    samples = sample(generator, config, args.num_samples, args.seed, device)
+    write_samples(samples, config, output, args.npy, args.data_dir or config.data_dir)
+    written = " and ".join(str(p) for p in (output, args.npy) if p)
+    print(f"gannet: {args.num_samples} samples from {path} written to {written}.", file=sys.stderr)
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name, entry in presets.PRESETS.items():
+        print(f"{name}\n    {entry['description']}")
+        for key, value in entry["values"].items():
+            print(f"    --{flag(key)} {','.join(map(str, value)) if isinstance(value, list) else value}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from gannet import data
+
+    if args.data_command == "download":
+        target = data.search_dirs(args.data_dir)[0]
+        folder = data.download_mnist(target)
+        print(f"gannet: MNIST is in {folder}, verified.")
+        return 0
+    folder = data.find_mnist(args.data_dir)
+    if folder is None:
+        places = ", ".join(str(d / "mnist") for d in data.search_dirs(args.data_dir))
+        raise GannetError(f"MNIST is not present (looked in {places}); run `gannet data download mnist`.")
+    dataset = data.load_mnist(folder)  # verifies every file's checksum
+    print(
+        f"mnist: present and verified in {folder} (train {len(dataset.train):,}, "
+        f"valid {len(dataset.valid):,}, test {len(dataset.test):,})"
+    )
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "presets": cmd_presets, "data": cmd_data}
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise GannetError(_suggest(parser, argv, unknown))
+    return COMMANDS[args.command](args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run(argv)
+    except GannetError as error:
+        print(f"gannet: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ngannet: interrupted.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

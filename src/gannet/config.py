@@ -1,0 +1,209 @@
+"""Training configuration: one typed dataclass whose defaults are the paper's MNIST model.
+
+Every field is a command-line flag (`--batch-size` for `batch_size`); the help text below is
+the flag's documentation. Presets (presets.py) are data: a dict of fields that differ from
+these defaults. A run writes its resolved config to `config.json`; loading that file repeats
+the run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gannet.errors import GannetError
+
+NOISE_PRIORS = ("uniform-sqrt3", "uniform", "gaussian")
+GENERATOR_LOSSES = ("non-saturating", "minimax", "maximum-likelihood")
+UPDATE_SCHEMES = ("simultaneous", "alternating")
+OPTIMIZERS = ("sgd", "adam")
+DATASETS = ("mnist", "toy1d")
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field carrying its flag's help text (and allowed values)."""
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    # --- what is trained, on what --------------------------------------------------------
+    preset: str = option("mnist", "Name of the preset these values started from.")
+    dataset: str = option("mnist", "Data set to train on.", DATASETS)
+    data_dir: str | None = option(None, "Folder holding data sets (else $GANNET_DATA, else the per-user cache).")
+    download: bool = option(True, "Download a missing data set into the data folder.")
+    train_limit: int | None = option(
+        None, "Use only the first N training examples (quick experiments and smoke tests)."
+    )
+    # --- the game --------------------------------------------------------------------------
+    epochs: int = option(250, "Total number of epochs (passes of D over the training set).")
+    batch_size: int = option(100, "Minibatch size m (real examples and noise vectors).")
+    k: int = option(1, "Discriminator steps per generator step (alternating updates only).")
+    update: str = option(
+        "simultaneous",
+        "simultaneous: both players' gradients from one forward pass, one update (the 2014 "
+        "code); alternating: k D steps on fresh minibatches, then one G step (Algorithm 1).",
+        UPDATE_SCHEMES,
+    )
+    generator_loss: str = option(
+        "non-saturating",
+        "Generator cost: -log D(G(z)) (non-saturating), log(1 - D(G(z))) (minimax) or "
+        "-exp(logit D(G(z))) (maximum-likelihood).",
+        GENERATOR_LOSSES,
+    )
+    noise: str = option(
+        "uniform-sqrt3",
+        "Prior p_z: uniform on (-sqrt 3, sqrt 3) (unit variance, the paper's), uniform on "
+        "(-1, 1), or a standard Gaussian.",
+        NOISE_PRIORS,
+    )
+    latent_dim: int = option(100, "Dimension of z.")
+    # --- the networks ----------------------------------------------------------------------
+    generator_hidden: list[int] = option([1200, 1200], "Widths of G's ReLU layers, e.g. 1200,1200.")
+    generator_output: str = option(
+        "sigmoid", "G's output unit: sigmoid (pixels in [0, 1]) or linear.", ("sigmoid", "linear")
+    )
+    generator_init: float = option(0.05, "G's weights start uniform on (-r, r).")
+    generator_bias_from_data: bool = option(
+        True, "Start G's output bias at the logit of each pixel's mean (the 2014 code)."
+    )
+    discriminator_hidden: list[int] = option([240, 240], "Units of D's maxout layers.")
+    maxout_pieces: int = option(5, "Linear pieces per maxout unit.")
+    discriminator_init: float = option(0.005, "D's weights start uniform on (-r, r).")
+    input_keep: float = option(0.8, "Dropout: probability of keeping each input of D.")
+    hidden_keep: float = option(0.5, "Dropout: probability of keeping each hidden unit of D.")
+    # --- optimisation ----------------------------------------------------------------------
+    optimizer: str = option("sgd", "sgd (with momentum, the paper's) or adam.", OPTIMIZERS)
+    lr: float = option(0.1, "Initial learning rate of both players.")
+    lr_decay: float = option(1.000004, "After every update the learning rate is divided by this.")
+    lr_min: float = option(1e-6, "The learning rate never decays below this.")
+    momentum: float = option(0.5, "SGD momentum at the start.")
+    momentum_final: float = option(0.7, "SGD momentum once the ramp ends.")
+    momentum_start_epoch: int = option(1, "Epoch at which the momentum ramp starts.")
+    momentum_saturate_epoch: int = option(250, "Epoch at which the momentum reaches its final value.")
+    adam_betas: list[float] = option([0.5, 0.999], "Adam's (beta1, beta2).")
+    # --- bookkeeping -----------------------------------------------------------------------
+    seed: int = option(0, "Random seed: the same seed on the same CPU gives the same numbers.")
+    device: str = option("auto", "Where to train: auto (cuda if present), cpu, cuda, cuda:1, ...")
+    log_every: int = option(100, "Write metrics every N steps.")
+    checkpoint_every: int = option(1, "Write a checkpoint every N epochs (and at the end).")
+    keep_checkpoints: int = option(3, "How many of the newest checkpoints to keep.")
+    grid_size: int = option(10, "Sample grids are N x N images.")
+
+    def validate(self) -> TrainConfig:
+        """Raise GannetError on values no run could use; return self."""
+        checks = [
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.k >= 1, "--k must be at least 1"),
+            (self.latent_dim >= 1, "--latent-dim must be at least 1"),
+            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
+            (self.lr_decay >= 1, "--lr-decay must be at least 1 (it divides the learning rate)"),
+            (self.lr_min >= 0, "--lr-min must not be negative"),
+            (0 <= self.momentum < 1 and 0 <= self.momentum_final < 1, "momentum must be in [0, 1)"),
+            (
+                self.momentum_saturate_epoch >= self.momentum_start_epoch,
+                "--momentum-saturate-epoch must not come before --momentum-start-epoch",
+            ),
+            (
+                0 < self.input_keep <= 1 and 0 < self.hidden_keep <= 1,
+                "--input-keep and --hidden-keep must be in (0, 1]",
+            ),
+            (self.maxout_pieces >= 1, "--maxout-pieces must be at least 1"),
+            (all(w >= 1 for w in self.generator_hidden + self.discriminator_hidden), "layer widths must be at least 1"),
+            (len(self.discriminator_hidden) >= 1, "D needs at least one hidden layer"),
+            (self.generator_init > 0 and self.discriminator_init > 0, "init ranges must be positive"),
+            (
+                len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+                "--adam-betas takes two numbers in [0, 1)",
+            ),
+            (self.train_limit is None or self.train_limit >= 1, "--train-limit must be at least 1"),
+            (
+                self.log_every >= 1 and self.checkpoint_every >= 1 and self.keep_checkpoints >= 1,
+                "--log-every, --checkpoint-every and --keep-checkpoints must be at least 1",
+            ),
+            (self.grid_size >= 1, "--grid-size must be at least 1"),
+        ]
+        for name in ("dataset", "update", "generator_loss", "noise", "optimizer", "generator_output"):
+            choices = FIELDS[name].metadata["choices"]
+            checks.append((getattr(self, name) in choices, f"--{flag(name)} must be one of {', '.join(choices)}"))
+        for ok, message in checks:
+            if not ok:
+                raise GannetError(f"{message}.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a field: batch_size -> batch-size."""
+    return name.replace("_", "-")
+
+
+def field_type(name: str) -> tuple[type, bool, bool]:
+    """(scalar type, is a list, may be None) of a field, read from its annotation."""
+    hint = _HINTS[name]
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional, hint = True, args[0]
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0], True, optional
+    return hint, False, optional
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Check one value from a config file or preset against the field's type."""
+    scalar, is_list, optional = field_type(name)
+    if value is None and optional:
+        return None
+    values = value if is_list else [value]
+    if is_list and not isinstance(value, list):
+        raise GannetError(f"'{name}' must be a list of {scalar.__name__}, not {value!r}.")
+    out = []
+    for v in values:
+        if scalar is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if type(v) is not scalar:
+            raise GannetError(f"'{name}' must be {scalar.__name__}, not {v!r}.")
+        out.append(v)
+    return out if is_list else out[0]
+
+
+def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """A config from `base` (else the defaults) with `values` applied, each checked."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise GannetError(f"Unknown config key(s): {', '.join(unknown)}.")
+    checked = {name: coerce(name, value) for name, value in values.items()}
+    return dataclasses.replace(base or TrainConfig(), **checked).validate()
+
+
+def load(path: Path) -> TrainConfig:
+    """Read a config.json written by a run (or by hand)."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise GannetError(f"No config file at {path}.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GannetError(f"{path} is not a JSON config file ({error}).") from None
+    if not isinstance(values, dict):
+        raise GannetError(f"{path} must hold a JSON object of config keys.")
+    return from_dict(values)

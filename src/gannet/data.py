@@ -1,0 +1,240 @@
+"""Data sets, held in memory as tensors: MNIST (with its verified download) and the 1-D toy.
+
+Where data is looked for, in order: --data-dir, $GANNET_DATA, the per-user cache
+(~/.cache/gannet, or $XDG_CACHE_HOME/gannet). MNIST lives in a `mnist/` folder there, as the
+four IDX files, gzip-compressed or not.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gannet.errors import GannetError
+
+
+@dataclass
+class Dataset:
+    """Splits as float tensors of shape (N, data_dim); `shape` is one example's (C, H, W)
+    for images or (d,) for vectors."""
+
+    name: str
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+    shape: tuple[int, ...]
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def data_dim(self) -> int:
+        return self.train.shape[1]
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+
+# --- where data lives ----------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gannet"
+
+
+def search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
+    """The folders data is looked for in, first match wins."""
+    dirs = [Path(d).expanduser() for d in (data_dir, os.environ.get("GANNET_DATA")) if d]
+    return [*dirs, cache_dir()]
+
+
+# --- MNIST ---------------------------------------------------------------------------------
+
+# MD5 and size of the *decompressed* files, so that any gzip of the right bytes passes.
+MNIST_FILES = {
+    "train-images-idx3-ubyte": ("6bbc9ace898e44ae57da46a324031adb", 47_040_016),
+    "train-labels-idx1-ubyte": ("a25bea736e30d166cdddb491f175f624", 60_008),
+    "t10k-images-idx3-ubyte": ("2646ac647ad5339dbf082846283269ea", 7_840_016),
+    "t10k-labels-idx1-ubyte": ("27ae3e4e09519cfbb04c329615203637", 10_008),
+}
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+MNIST_TRAIN_SIZE = 50_000  # the paper: train on the first 50,000, validate on the last 10,000
+
+
+def _mnist_file(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_mnist(data_dir: str | os.PathLike | None) -> Path | None:
+    """The first `mnist/` folder holding all four files, or None."""
+    for root in search_dirs(data_dir):
+        folder = root / "mnist"
+        if all(_mnist_file(folder, name) for name in MNIST_FILES):
+            return folder
+    return None
+
+
+def _read_content(path: Path) -> bytes:
+    """The decompressed bytes of an IDX file; a broken gzip is a GannetError naming it."""
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw  # gzip by its magic bytes
+    except (OSError, EOFError, zlib.error) as error:
+        raise GannetError(
+            f"{path} is truncated or corrupt ({error}); delete it and run `gannet data download mnist` again."
+        ) from None
+
+
+def verify_mnist_content(name: str, content: bytes, source: str) -> None:
+    md5, size = MNIST_FILES[name]
+    digest = hashlib.md5(content).hexdigest()
+    if len(content) != size or digest != md5:
+        raise GannetError(
+            f"{source} does not hold MNIST's {name}: its content has {len(content):,} bytes "
+            f"and MD5 {digest}, expected {size:,} bytes and MD5 {md5}."
+        )
+
+
+def read_mnist_file(path: Path, name: str) -> np.ndarray:
+    """One verified IDX file as a uint8 array: (N, 28, 28) images or (N,) labels."""
+    content = _read_content(path)
+    verify_mnist_content(name, content, str(path))
+    ndim = content[3]  # IDX header: 0, 0, dtype (8 = uint8), number of dimensions
+    dims = np.frombuffer(content, dtype=">u4", count=ndim, offset=4)
+    return np.frombuffer(content, dtype=np.uint8, offset=4 + 4 * ndim).reshape(*dims.tolist())
+
+
+def load_mnist(folder: Path) -> Dataset:
+    """MNIST as the paper split it: train = first 50,000 training images, valid = last 10,000,
+    test = the 10,000 test images; pixels scaled to [0, 1], flattened to 784."""
+    arrays = {name: read_mnist_file(_mnist_file(folder, name), name) for name in MNIST_FILES}
+    images = torch.from_numpy(arrays["train-images-idx3-ubyte"].reshape(-1, 784).astype(np.float32) / 255)
+    labels = torch.from_numpy(arrays["train-labels-idx1-ubyte"].astype(np.int64))
+    test = torch.from_numpy(arrays["t10k-images-idx3-ubyte"].reshape(-1, 784).astype(np.float32) / 255)
+    n = MNIST_TRAIN_SIZE
+    return Dataset(
+        name="mnist",
+        train=images[:n],
+        valid=images[n:],
+        test=test,
+        shape=(1, 28, 28),
+        labels={
+            "train": labels[:n],
+            "valid": labels[n:],
+            "test": torch.from_numpy(arrays["t10k-labels-idx1-ubyte"].astype(np.int64)),
+        },
+    )
+
+
+def _fetch(url: str, destination: Path, name: str, progress: bool) -> None:
+    """Download `url` into a temporary file beside `destination`, verify it, then rename it
+    into place: a failure at any point leaves nothing half-written."""
+    from tqdm import tqdm
+
+    handle, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress) as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        verify_mnist_content(name, _read_content(Path(tmp)), url)
+        os.replace(tmp, destination)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def download_mnist(root: str | os.PathLike, mirrors: tuple[str, ...] = MNIST_MIRRORS, progress: bool = True) -> Path:
+    """Put the four verified MNIST files in `root/mnist`, trying each mirror in turn; return
+    that folder. Files already present and valid are kept."""
+    folder = Path(root).expanduser() / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in MNIST_FILES:
+        existing = _mnist_file(folder, name)
+        if existing is not None:
+            verify_mnist_content(name, _read_content(existing), str(existing))
+            continue
+        failures = []
+        for mirror in mirrors:
+            try:
+                _fetch(f"{mirror}{name}.gz", folder / f"{name}.gz", name, progress)
+                break
+            except (OSError, urllib.error.URLError, GannetError) as error:
+                reason = getattr(error, "reason", None) or error
+                failures.append(f"{mirror} ({reason})")
+        else:
+            raise GannetError(f"Could not download MNIST's {name}: every mirror failed: {'; '.join(failures)}.")
+    return folder
+
+
+def mnist(data_dir: str | os.PathLike | None, download: bool = True, progress: bool = True) -> Dataset:
+    folder = find_mnist(data_dir)
+    if folder is None:
+        places = ", ".join(str(d / "mnist") for d in search_dirs(data_dir))
+        if not download:
+            raise GannetError(
+                f"MNIST was not found (looked in {places}); run `gannet data download mnist` "
+                f"or point --data-dir (or $GANNET_DATA) at a folder holding mnist/."
+            )
+        target = search_dirs(data_dir)[0]
+        try:
+            folder = download_mnist(target, progress=progress)
+        except GannetError as error:
+            raise GannetError(
+                f"MNIST was not found (looked in {places}) and downloading it into {target} "
+                f"failed: {error} Point --data-dir at a folder holding mnist/."
+            ) from None
+    return load_mnist(folder)
+
+
+# --- the 1-D toy of Figure 1 ---------------------------------------------------------------
+
+TOY1D_MEAN, TOY1D_STD = 2.0, 0.5  # away from 0, where G starts, so the game has work to do
+TOY1D_SIZES = {"train": 10_000, "valid": 1_000, "test": 1_000}
+
+
+def toy1d() -> Dataset:
+    """Figure 1's data: x ~ N(2, 0.5²), drawn once from a fixed seed (the same data set for
+    every run, as a real data set would be)."""
+    rng = torch.Generator().manual_seed(20140610)
+    splits = {k: TOY1D_MEAN + TOY1D_STD * torch.randn(n, 1, generator=rng) for k, n in TOY1D_SIZES.items()}
+    return Dataset(name="toy1d", shape=(1,), **splits)
+
+
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, download: bool = True, progress: bool = True
+) -> Dataset:
+    if name == "toy1d":
+        return toy1d()
+    if name == "mnist":
+        return mnist(data_dir, download=download, progress=progress)
+    raise GannetError(f"Unknown data set '{name}'; known: mnist, toy1d.")
+
+
+DATA_SHAPES = {"mnist": (1, 28, 28), "toy1d": (1,)}
+
+
+def data_shape(name: str) -> tuple[int, ...]:
+    """One example's shape, known without loading the data set."""
+    return DATA_SHAPES[name]

@@ -1,0 +1,105 @@
+"""Where the game is played: one update of the discriminator, of the generator, or of both.
+
+Each step returns its statistics as one tensor on the training device,
+[loss/d, loss/g, D(x), D(G(z))] (means over the minibatch), so that the loop can sum them
+without waiting for the device; NaN marks a value the step did not compute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gannet.losses import discriminator_loss, generator_loss
+from gannet.networks import Discriminator, Generator
+
+STAT_NAMES = ("loss/d", "loss/g", "d/real", "d/fake")
+
+
+@dataclass
+class Players:
+    generator: Generator
+    discriminator: Discriminator
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+    scheduler_g: torch.optim.lr_scheduler.LRScheduler  # lr decay, one tick per update
+    scheduler_d: torch.optim.lr_scheduler.LRScheduler
+    generator_loss: str = "non-saturating"
+
+    def update_g(self) -> None:
+        self.optimizer_g.step()
+        self.scheduler_g.step()
+
+    def update_d(self) -> None:
+        self.optimizer_d.step()
+        self.scheduler_d.step()
+
+
+def _stats(loss_d, loss_g, logits_real, logits_fake) -> torch.Tensor:
+    nan = torch.full((), float("nan"), device=logits_fake.device)
+    d_real = torch.sigmoid(logits_real).mean() if logits_real is not None else nan
+    return torch.stack(
+        [
+            loss_d.detach() if loss_d is not None else nan,
+            loss_g.detach() if loss_g is not None else nan,
+            d_real.detach(),
+            torch.sigmoid(logits_fake).mean().detach(),
+        ]
+    )  # (4,)
+
+
+def discriminator_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """θd ← θd + ∇θd (1/m) Σ [log D(x) + log(1 − D(G(z)))]  (ascend; G held fixed)."""
+    G, D = players.generator, players.discriminator
+    with torch.no_grad():
+        fake = G(z)  # (m, data_dim)
+    logits_real, logits_fake = D(x), D(fake)  # (m,), (m,)
+    loss_d = discriminator_loss(logits_real, logits_fake)
+    players.optimizer_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    players.update_d()
+    return _stats(loss_d, None, logits_real, logits_fake)
+
+
+def generator_step(players: Players, z: torch.Tensor) -> torch.Tensor:
+    """θg ← θg − ∇θg J(G), J(G) = (1/m) Σ log(1 − D(G(z))) or its non-saturating / ML form
+    (D held fixed: its parameters get no gradient)."""
+    G, D = players.generator, players.discriminator
+    D.requires_grad_(False)  # only D's input gradient is needed: skip its weight gradients
+    try:
+        logits_fake = D(G(z))  # (m,)
+        loss_g = generator_loss(logits_fake, players.generator_loss)
+        players.optimizer_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+    finally:
+        D.requires_grad_(True)
+    players.update_g()
+    return _stats(None, loss_g, None, logits_fake)
+
+
+def alternating_step(players: Players, xs: list[torch.Tensor], zs: list[torch.Tensor]) -> torch.Tensor:
+    """Algorithm 1: k discriminator steps, each on a fresh minibatch and noise batch
+    (len(xs) == k), then one generator step on fresh noise zs[k]."""
+    d_stats = torch.stack([discriminator_step(players, x, z) for x, z in zip(xs, zs)]).mean(0)
+    g_stats = generator_step(players, zs[-1])
+    return torch.stack([d_stats[0], g_stats[1], d_stats[2], d_stats[3]])
+
+
+def simultaneous_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The 2014 code: one forward pass (same samples, same dropout masks); D descends its
+    cost, G descends J(G), both gradients taken before either player moves."""
+    G, D = players.generator, players.discriminator
+    fake = G(z)  # (m, data_dim)
+    logits_real, logits_fake = D(x), D(fake)  # (m,), (m,)
+    loss_d = discriminator_loss(logits_real, logits_fake)
+    loss_g = generator_loss(logits_fake, players.generator_loss)
+    players.optimizer_d.zero_grad(set_to_none=True)
+    players.optimizer_g.zero_grad(set_to_none=True)
+    # `inputs=` keeps each backward to its own player: loss_d fills only D's gradients, loss_g
+    # flows through D (input gradients only) into G's.
+    loss_d.backward(inputs=list(D.parameters()), retain_graph=True)
+    loss_g.backward(inputs=list(G.parameters()))
+    players.update_d()
+    players.update_g()
+    return _stats(loss_d, loss_g, logits_real, logits_fake)

@@ -1,0 +1,80 @@
+"""Pictures of samples: image grids (Pillow) and 1-D histograms (matplotlib)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def grid_array(images: torch.Tensor, shape: tuple[int, int, int], ncols: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile (n, C·H·W) images in [0, 1] into one uint8 array (rows, cols[, C]) with a
+    `pad`-pixel grey border between cells."""
+    c, h, w = shape
+    n = images.shape[0]
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    cells = images.detach().float().cpu().clamp(0, 1).reshape(n, c, h, w).numpy()
+    canvas = np.full((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad), 0.5, dtype=np.float32)
+    for i, cell in enumerate(cells):
+        top, left = pad + (i // ncols) * (h + pad), pad + (i % ncols) * (w + pad)
+        canvas[:, top : top + h, left : left + w] = cell
+    pixels = np.rint(canvas * 255).astype(np.uint8)
+    return pixels[0] if c == 1 else pixels.transpose(1, 2, 0)
+
+
+def save_grid(
+    images: torch.Tensor, shape: tuple[int, int, int], path: Path, ncols: int | None = None, scale: int = 2
+) -> Path:
+    """Write a PNG grid of images, each pixel drawn as scale × scale."""
+    picture = Image.fromarray(grid_array(images, shape, ncols))
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path
+
+
+def save_histogram(
+    samples: torch.Tensor,
+    data: torch.Tensor,
+    path: Path,
+    discriminator: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    title: str = "",
+) -> Path:
+    """1-D samples against the data: both histograms as densities, and D(x) when given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_s, x_d = samples.detach().cpu().flatten().numpy(), data.cpu().flatten().numpy()
+    lo = float(min(np.percentile(x_d, 0.1), np.percentile(x_s, 0.5))) - 0.5
+    hi = float(max(np.percentile(x_d, 99.9), np.percentile(x_s, 99.5))) + 0.5
+    bins = np.linspace(lo, hi, 80)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.hist(x_d, bins=bins, density=True, color="black", alpha=0.35, label="data")
+    ax.hist(x_s, bins=bins, density=True, histtype="step", color="green", lw=2, label="G(z)")
+    if discriminator is not None:
+        grid = torch.linspace(lo, hi, 400).unsqueeze(1)
+        with torch.no_grad():
+            d = torch.sigmoid(discriminator(grid)).cpu().numpy()
+        ax2 = ax.twinx()
+        ax2.plot(grid.numpy()[:, 0], d, "b--", label="D(x)")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("D(x)")
+    ax.set_xlabel("x")
+    ax.set_ylabel("density")
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

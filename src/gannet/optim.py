@@ -1,0 +1,40 @@
+"""Optimisers and the paper's schedules (the 2014 code's pylearn2 callbacks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from gannet.config import TrainConfig
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.adam_betas))
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+
+
+def learning_rate(config: TrainConfig, updates: int) -> float:
+    """lr for the player's update number `updates` (0-based): lr / decay^updates, floored at
+    lr_min — pylearn2's ExponentialDecay(1.000004, min_lr=1e-6)."""
+    return max(config.lr / config.lr_decay**updates, config.lr_min)
+
+
+def momentum_at(config: TrainConfig, epoch: int) -> float:
+    """SGD momentum during epoch `epoch` (0-based): pylearn2's MomentumAdjustor(start=1,
+    saturate=250) counts epochs from 1, so the ramp runs linearly from `momentum` in the first
+    epoch to `momentum_final` in epoch 250 and stays there."""
+    span = config.momentum_saturate_epoch - config.momentum_start_epoch
+    if span == 0:
+        alpha = 1.0 if epoch + 1 >= config.momentum_start_epoch else 0.0
+    else:
+        alpha = min(max((epoch + 1 - config.momentum_start_epoch) / span, 0.0), 1.0)
+    return config.momentum * (1 - alpha) + config.momentum_final * alpha
+
+
+def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
+    """Set SGD's momentum (Adam has none and is left alone)."""
+    for group in optimizer.param_groups:
+        if "momentum" in group:
+            group["momentum"] = momentum

@@ -1,0 +1,61 @@
+"""Drawing samples from a trained generator."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gannet import checkpoints
+from gannet.config import TrainConfig
+from gannet.data import data_shape, load_dataset
+from gannet.errors import GannetError
+from gannet.images import save_grid, save_histogram
+from gannet.networks import Generator, build_networks
+from gannet.noise import sample_noise
+
+
+def load_generator(source: str | os.PathLike, device: str = "cpu") -> tuple[Generator, TrainConfig, Path]:
+    """The generator of a run directory's newest checkpoint, or of a .safetensors file."""
+    tensors, metadata, path = checkpoints.load_weights(source)
+    config = checkpoints.checkpoint_config(metadata, path)
+    generator, _ = build_networks(config, math.prod(data_shape(config.dataset)))
+    weights, _ = checkpoints.split_weights(tensors)
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError:
+        raise GannetError(
+            f"{path} is a damaged gannet checkpoint: its generator weights do not fit its config."
+        ) from None
+    return generator.to(device).eval(), config, path
+
+
+@torch.no_grad()
+def sample(
+    generator: Generator, config: TrainConfig, n: int, seed: int = 0, device: str = "cpu", batch_size: int = 10_000
+) -> torch.Tensor:
+    """n samples G(z), z ~ p_z, shape (n, data_dim), drawn reproducibly from `seed`."""
+    rng = torch.Generator(device=device).manual_seed(seed)
+    chunks = []
+    for start in range(0, n, batch_size):
+        z = sample_noise(config.noise, min(batch_size, n - start), config.latent_dim, device, rng)
+        chunks.append(generator(z))
+    return torch.cat(chunks) if chunks else torch.empty(0, generator.data_dim)
+
+
+def write_samples(
+    samples: torch.Tensor, config: TrainConfig, png: Path | None, npy: Path | None, data_dir: str | None = None
+) -> None:
+    """Save samples as a picture (grid for images, histogram for 1-D data) and/or a .npy array."""
+    shape = data_shape(config.dataset)
+    if png is not None:
+        if len(shape) == 3:
+            save_grid(samples, shape, png)
+        else:
+            save_histogram(samples, load_dataset(config.dataset, data_dir).train, png)
+    if npy is not None:
+        Path(npy).parent.mkdir(parents=True, exist_ok=True)
+        np.save(npy, samples.cpu().numpy().astype(np.float32))

@@ -1,0 +1,277 @@
+"""The training loop: an ordinary function, `train(config, run_dir)`.
+
+It holds the data on the training device as one tensor, shuffles it by index each epoch,
+plays the game (game.py) and does the bookkeeping: metrics every `log_every` steps (the only
+time it waits for the device), a sample picture each epoch, a checkpoint every
+`checkpoint_every` epochs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from gannet import checkpoints
+from gannet.config import TrainConfig
+from gannet.data import Dataset, load_dataset
+from gannet.errors import GannetError
+from gannet.game import STAT_NAMES, Players, alternating_step, simultaneous_step
+from gannet.images import save_grid, save_histogram
+from gannet.metrics import MetricsWriter
+from gannet.networks import build_networks
+from gannet.noise import sample_noise
+from gannet.optim import learning_rate, make_optimizer, momentum_at, set_momentum
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # finished epochs
+    step: int = 0  # finished iterations (one G update each)
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    return Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    if resume:
+        if not (run_dir / "config.json").is_file():
+            raise GannetError(f"Cannot resume: {run_dir} is not a gannet run directory (no config.json).")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not force:
+            raise GannetError(
+                f"Run directory {run_dir} already exists; pass --resume to continue it or --force to replace it."
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GannetError(f"--device {name!r} is not a device name (try cpu, cuda or cuda:0).") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GannetError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here.")
+    return device
+
+
+def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Players:
+    generator, discriminator = build_networks(config, data.data_dim, data.train)
+    generator.to(device).train()
+    discriminator.to(device).train()
+    optimizer_g = make_optimizer(generator.parameters(), config)
+    optimizer_d = make_optimizer(discriminator.parameters(), config)
+
+    def schedule(updates: int) -> float:
+        return learning_rate(config, updates) / config.lr
+
+    return Players(
+        generator,
+        discriminator,
+        optimizer_g,
+        optimizer_d,
+        torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule),
+        torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule),
+        config.generator_loss,
+    )
+
+
+def training_state(players: Players, progress: Progress, data_rng: torch.Generator, fixed_noise: torch.Tensor) -> dict:
+    return {
+        "epoch": progress.epoch,
+        "step": progress.step,
+        "optimizer_g": players.optimizer_g.state_dict(),
+        "optimizer_d": players.optimizer_d.state_dict(),
+        "scheduler_g": players.scheduler_g.state_dict(),
+        "scheduler_d": players.scheduler_d.state_dict(),
+        "rng_torch": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "rng_data": data_rng.get_state(),
+        "fixed_noise": fixed_noise.cpu(),
+    }
+
+
+def restore(run_dir: Path, players: Players, data_rng: torch.Generator) -> tuple[Progress, torch.Tensor]:
+    """Load the newest checkpoint of `run_dir` into the players; return progress and fixed noise."""
+    tensors, _, path = checkpoints.load_weights(run_dir)
+    weights_g, weights_d = checkpoints.split_weights(tensors)
+    players.generator.load_state_dict(weights_g)
+    players.discriminator.load_state_dict(weights_d)
+    state = checkpoints.load_state(path)
+    players.optimizer_g.load_state_dict(state["optimizer_g"])
+    players.optimizer_d.load_state_dict(state["optimizer_d"])
+    players.scheduler_g.load_state_dict(state["scheduler_g"])
+    players.scheduler_d.load_state_dict(state["scheduler_d"])
+    torch.set_rng_state(state["rng_torch"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    data_rng.set_state(state["rng_data"])
+    return Progress(state["epoch"], state["step"]), state["fixed_noise"]
+
+
+def save_epoch_picture(players: Players, data: Dataset, fixed_noise: torch.Tensor, path: Path, title: str) -> None:
+    G, D = players.generator, players.discriminator
+    G.eval()
+    D.eval()
+    with torch.no_grad():
+        samples = G(fixed_noise)
+    if data.is_image:
+        save_grid(samples, data.shape, path)
+    else:
+        save_histogram(samples, data.train, path, discriminator=D, title=title)
+    G.train()
+    D.train()
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress_bar: bool | None = None,
+    data: Dataset | None = None,
+) -> Path:
+    """Train `config` in `run_dir` (resuming its newest checkpoint if `resume`); return run_dir.
+
+    progress_bar: True / False, or None to show it only on a terminal.
+    """
+    config.validate()
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    prepare_run_dir(run_dir, resume, force)
+    device = resolve_device(config.device)
+    if data is None:
+        data = load_dataset(config.dataset, config.data_dir, config.download, progress_bar is not False)
+    train_set = data.train[: config.train_limit].to(device)  # (N, data_dim), resident
+    batches_per_step = config.k if config.update == "alternating" else 1
+    examples_per_step = config.batch_size * batches_per_step
+    steps_per_epoch = len(train_set) // examples_per_step
+    if steps_per_epoch == 0:
+        raise GannetError(
+            f"One step needs {examples_per_step} training examples (batch size × k) but the "
+            f"training set has {len(train_set)}; lower --batch-size or --k."
+        )
+    config.save(run_dir / "config.json")
+
+    torch.manual_seed(config.seed)
+    data_rng = torch.Generator().manual_seed(config.seed)
+    players = make_players(config, data, device)
+    picture_size = config.grid_size**2 if data.is_image else 5_000  # a 1-D histogram needs more
+    fixed_noise = sample_noise(
+        config.noise,
+        picture_size,
+        config.latent_dim,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    progress = Progress()
+    if resume:
+        progress, fixed_noise = restore(run_dir, players, data_rng)
+    fixed_noise = fixed_noise.to(device)
+
+    writer = MetricsWriter(run_dir)
+    bar = tqdm(
+        total=config.epochs * steps_per_epoch,
+        initial=progress.step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=False if progress_bar else None if progress_bar is None else True,
+    )
+    try:
+        while progress.epoch < config.epochs:
+            epoch = progress.epoch
+            bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
+            for optimizer in (players.optimizer_g, players.optimizer_d):
+                set_momentum(optimizer, momentum_at(config, epoch))
+            started = time.perf_counter()
+            order = torch.randperm(len(train_set), generator=data_rng).to(device)
+            sums, count, epoch_sums, epoch_count = torch.zeros(4, device=device), 0, torch.zeros(4, device=device), 0
+            for i in range(steps_per_epoch):
+                batch = train_set[order[i * examples_per_step : (i + 1) * examples_per_step]]
+                if config.update == "simultaneous":
+                    z = sample_noise(config.noise, config.batch_size, config.latent_dim, device)
+                    stats = simultaneous_step(players, batch, z)
+                else:
+                    zs = [
+                        sample_noise(config.noise, config.batch_size, config.latent_dim, device)
+                        for _ in range(config.k + 1)
+                    ]
+                    stats = alternating_step(players, list(batch.split(config.batch_size)), zs)
+                sums += stats
+                count += 1
+                progress.step += 1
+                bar.update(1)
+                if progress.step % config.log_every == 0:
+                    means = log_metrics(writer, bar, players, progress, epoch, sums / count)
+                    epoch_sums += sums
+                    epoch_count += count
+                    sums.zero_()
+                    count = 0
+            if count:
+                log_metrics(writer, bar, players, progress, epoch, sums / count)
+                epoch_sums += sums
+                epoch_count += count
+            progress.epoch += 1
+            means = dict(zip(STAT_NAMES, (epoch_sums / epoch_count).tolist()))
+            seconds = time.perf_counter() - started
+            bar.write(
+                f"epoch {progress.epoch}/{config.epochs}  step {progress.step}  "
+                f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
+                f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}  {seconds:.1f} s",
+                file=sys.stderr,
+            )
+            save_epoch_picture(
+                players,
+                data,
+                fixed_noise,
+                run_dir / "samples" / f"epoch-{progress.epoch:04d}.png",
+                title=f"epoch {progress.epoch}",
+            )
+            if progress.epoch % config.checkpoint_every == 0 or progress.epoch == config.epochs:
+                checkpoints.save(
+                    run_dir,
+                    progress.epoch,
+                    checkpoints.flat_weights(players.generator, players.discriminator),
+                    training_state(players, progress, data_rng, fixed_noise),
+                    config,
+                    config.keep_checkpoints,
+                )
+    finally:
+        bar.close()
+        writer.close()
+    return run_dir
+
+
+def log_metrics(
+    writer: MetricsWriter, bar: tqdm, players: Players, progress: Progress, epoch: int, means: torch.Tensor
+) -> dict[str, float]:
+    """Read the interval's means off the device (the loop's one sync) and write them."""
+    values = dict(zip(STAT_NAMES, means.tolist()))
+    values.update(
+        {
+            "epoch": epoch,
+            "lr/g": players.optimizer_g.param_groups[0]["lr"],
+            "lr/d": players.optimizer_d.param_groups[0]["lr"],
+            "momentum": players.optimizer_d.param_groups[0].get("momentum", float("nan")),
+        }
+    )
+    writer.write(progress.step, values)
+    bar.set_postfix(
+        {
+            "D(x)": f"{values['d/real']:.3f}",
+            "D(G(z))": f"{values['d/fake']:.3f}",
+            "loss/d": f"{values['loss/d']:.3f}",
+            "loss/g": f"{values['loss/g']:.3f}",
+        },
+        refresh=False,
+    )
+    return values

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Real MNIST for tests and CI: ../shared/data beside the checkout (override with GANNET_TEST_DATA).
+SHARED_DATA = Path(os.environ.get("GANNET_TEST_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    assert (SHARED_DATA / "mnist").is_dir(), f"tests need real MNIST in {SHARED_DATA}/mnist"
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir):
+    from gannet.data import load_mnist
+
+    return load_mnist(data_dir / "mnist")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """No test reads or writes the user's real cache or $GANNET_DATA."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("GANNET_DATA", raising=False)

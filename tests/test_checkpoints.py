@@ -1,0 +1,69 @@
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from gannet import checkpoints
+from gannet.config import TrainConfig
+from gannet.errors import GannetError
+
+
+def save(tmp_path, epoch, keep=2):
+    weights = {"generator.w": torch.full((2, 2), float(epoch)), "discriminator.b": torch.zeros(3)}
+    return checkpoints.save(tmp_path, epoch, weights, {"step": epoch * 10, "x": torch.ones(1)}, TrainConfig(), keep)
+
+
+def test_round_trip_and_newest_first(tmp_path):
+    for epoch in (1, 2, 3):
+        save(tmp_path, epoch)
+    tensors, metadata, path = checkpoints.load_weights(tmp_path)
+    assert path.name == "epoch-0003.safetensors" and metadata["step"] == "30"
+    assert torch.equal(tensors["generator.w"], torch.full((2, 2), 3.0))
+    assert checkpoints.checkpoint_config(metadata, path) == TrainConfig()
+    assert checkpoints.load_state(path)["step"] == 30
+    g, d = checkpoints.split_weights(tensors)
+    assert set(g) == {"w"} and set(d) == {"b"}
+
+
+def test_only_the_newest_are_kept_and_no_temporary_files_remain(tmp_path):
+    for epoch in range(1, 6):
+        save(tmp_path, epoch, keep=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch-0004.safetensors", "epoch-0004.state.pt", "epoch-0005.safetensors", "epoch-0005.state.pt"]
+
+
+def test_a_foreign_safetensors_file_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(GannetError, match="is not a gannet checkpoint"):
+        checkpoints.load_weights(path)
+
+
+def test_random_bytes_are_refused(tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"\x07" * 300)
+    with pytest.raises(GannetError, match="not a readable safetensors file"):
+        checkpoints.load_weights(path)
+
+
+def test_a_run_directory_without_checkpoints_is_refused(tmp_path):
+    with pytest.raises(GannetError, match="holds no checkpoint"):
+        checkpoints.load_weights(tmp_path)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # would create a file when unpickled
+
+
+def test_a_crafted_state_file_cannot_run_code(tmp_path):
+    path = save(tmp_path, 1)
+    marker = tmp_path / "pwned"
+    checkpoints.state_path(path).write_bytes(pickle.dumps({"step": _Exploit(str(marker))}))
+    with pytest.raises(GannetError, match="not a safe gannet training state"):
+        checkpoints.load_state(path)
+    assert not marker.exists()

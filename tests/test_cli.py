@@ -1,0 +1,211 @@
+"""The `gannet` command as a user runs it, on real MNIST slices and the 1-D toy."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gannet import config as config_module
+from gannet.checkpoints import load_weights
+from gannet.cli import main
+from gannet.metrics import read_metrics
+
+# A real MNIST run, shrunk: 1,000 training images, so one epoch is 10 steps.
+SMALL_MNIST = ["--train-limit", "1000", "--log-every", "5", "--no-progress"]
+
+
+def gannet(*args, capsys=None):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr() if capsys else None
+    return code, out
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("runs") / "mnist"
+    assert (
+        main(["train", "mnist", "--epochs", "2", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *SMALL_MNIST])
+        == 0
+    )
+    return run_dir
+
+
+def test_train_writes_a_complete_run_directory(mnist_run):
+    config = config_module.load(mnist_run / "config.json")
+    assert config.preset == "mnist" and config.epochs == 2 and config.train_limit == 1000
+    assert config.lr == 0.1 and config.update == "simultaneous"  # the preset, resolved
+    metrics = read_metrics(mnist_run)
+    assert [m["step"] for m in metrics] == [5, 10, 15, 20]
+    assert {"loss/d", "loss/g", "d/real", "d/fake", "lr/g", "lr/d", "momentum"} <= set(metrics[0])
+    assert 0 < metrics[-1]["d/real"] < 1 and metrics[-1]["momentum"] == pytest.approx(0.5 + 0.2 / 249)
+    assert list(mnist_run.glob("events.out.tfevents.*"))
+    grid = Image.open(mnist_run / "samples" / "epoch-0002.png")
+    assert grid.size == (2 * (10 * 30 + 2), 2 * (10 * 30 + 2))  # 10×10 cells of 28 px + 2 px borders, ×2
+    assert (mnist_run / "samples" / "epoch-0001.png").is_file()
+    tensors, metadata, path = load_weights(mnist_run)
+    assert path.name == "epoch-0002.safetensors" and metadata["step"] == "20"
+    assert tensors["generator.output.weight"].shape == (784, 1200)
+
+
+def test_a_config_json_repeats_the_run_exactly(mnist_run, tmp_path):
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(mnist_run / "config.json"), "--run-dir", str(again), "--no-progress"]) == 0
+    first, second = load_weights(mnist_run)[0], load_weights(again)[0]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert read_metrics(mnist_run) == [{**m, "time": None} if "time" in m else m for m in read_metrics(again)]
+
+
+def test_resume_continues_to_the_same_weights(mnist_run, tmp_path, data_dir):
+    half = tmp_path / "half"
+    assert (
+        main(["train", "mnist", "--epochs", "1", "--data-dir", str(data_dir), "--run-dir", str(half), *SMALL_MNIST])
+        == 0
+    )
+    assert main(["train", "--resume", str(half), "--epochs", "2", "--no-progress"]) == 0
+    straight, resumed = load_weights(mnist_run)[0], load_weights(half)[0]
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert [m["step"] for m in read_metrics(half)] == [5, 10, 15, 20]
+
+
+def test_sample_writes_a_grid_and_the_raw_array(mnist_run, tmp_path, capsys):
+    code, _ = gannet(
+        "sample", mnist_run, "-n", 16, "-o", tmp_path / "grid.png", "--npy", tmp_path / "x.npy", capsys=capsys
+    )
+    assert code == 0
+    x = np.load(tmp_path / "x.npy")
+    assert x.shape == (16, 784) and x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
+    assert Image.open(tmp_path / "grid.png").size == (2 * (4 * 30 + 2),) * 2
+    # the same seed gives the same samples; another seed others
+    gannet("sample", mnist_run, "-n", 16, "--npy", tmp_path / "y.npy", "--seed", 0)
+    gannet("sample", mnist_run, "-n", 16, "--npy", tmp_path / "z.npy", "--seed", 1)
+    assert np.array_equal(x, np.load(tmp_path / "y.npy")) and not np.array_equal(x, np.load(tmp_path / "z.npy"))
+
+
+def test_toy1d_trains_to_the_equilibrium(tmp_path):
+    run_dir = tmp_path / "toy"
+    assert main(["train", "toy1d", "--epochs", "15", "--run-dir", str(run_dir), "--no-progress"]) == 0
+    last = read_metrics(run_dir)[-1]
+    # at the game's optimum D(x) = D(G(z)) = 1/2 and the discriminator's cost is log 2 = 0.693
+    assert last["d/real"] == pytest.approx(0.5, abs=0.05) and last["d/fake"] == pytest.approx(0.5, abs=0.05)
+    assert last["loss/d"] == pytest.approx(0.693, abs=0.03)
+    code = main(["sample", str(run_dir), "-n", "5000", "--npy", str(tmp_path / "s.npy"), "-o", str(tmp_path / "h.png")])
+    samples = np.load(tmp_path / "s.npy")
+    assert code == 0 and samples.shape == (5000, 1)
+    assert samples.mean() == pytest.approx(2.0, abs=0.15) and samples.std() == pytest.approx(0.5, abs=0.15)
+
+
+def test_same_seed_same_numbers(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        assert (
+            main(
+                [
+                    "train",
+                    "toy1d",
+                    "--epochs",
+                    "2",
+                    "--run-dir",
+                    str(tmp_path / name),
+                    "--no-progress",
+                    "--update",
+                    "simultaneous",
+                ]
+            )
+            == 0
+        )
+        runs.append(load_weights(tmp_path / name)[0])
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "mnsit"], "Unknown preset 'mnsit'. Did you mean 'mnist'?"),
+        (["train", "mnist", "--lrr", "0.1"], "unknown option --lrr; did you mean --lr?"),
+        (["train", "mnist", "--batch-sise", "5"], "did you mean --batch-size?"),
+        (["train", "mnist", "--lr", "-1"], "--lr must be a positive number."),
+        (["train", "mnist", "--k", "0"], "--k must be at least 1."),
+        (["train", "mnist", "--update", "sometimes"], "invalid choice: 'sometimes'"),
+        (["train", "mnist", "--lr", "fast"], "invalid float value: 'fast'"),
+        (["sample", "/no/such/run"], "No run directory or checkpoint at /no/such/run."),
+        (["train", "--resume", "/no/such/run"], "not a gannet run directory"),
+    ],
+)
+def test_bad_input_is_one_sentence(args, message, capsys):
+    code, out = gannet(*args, capsys=capsys)
+    assert code == 2
+    assert out.err.startswith("gannet: error: ") and message in out.err
+    assert out.err.count("\n") == 1 and "Traceback" not in out.err
+
+
+def test_missing_data_says_where_it_looked(tmp_path, capsys):
+    code, out = gannet(
+        "train", "mnist", "--data-dir", tmp_path / "none", "--no-download", "--run-dir", tmp_path / "r", capsys=capsys
+    )
+    assert code == 2 and f"looked in {tmp_path / 'none' / 'mnist'}" in out.err
+    assert "gannet data download mnist" in out.err
+
+
+def test_existing_run_directory_is_refused(mnist_run, capsys):
+    code, out = gannet("train", "toy1d", "--run-dir", mnist_run, capsys=capsys)
+    assert code == 2 and "already exists; pass --resume to continue it or --force to replace it" in out.err
+    assert (mnist_run / "checkpoints" / "epoch-0002.safetensors").is_file()  # nothing was touched
+
+
+def test_force_replaces_a_run_directory(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "old.txt").write_text("old")
+    assert main(["train", "toy1d", "--epochs", "1", "--run-dir", str(run_dir), "--force", "--no-progress"]) == 0
+    assert not (run_dir / "old.txt").exists() and (run_dir / "config.json").is_file()
+
+
+def test_a_checkpoint_that_is_not_gannets_is_refused(tmp_path, capsys):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"{}" * 10)
+    code, out = gannet("sample", path, capsys=capsys)
+    assert code == 2 and "is not a gannet checkpoint" in out.err
+
+
+def test_resume_refuses_changed_hyper_parameters(mnist_run, capsys):
+    code, out = gannet("train", "--resume", mnist_run, "--lr", "0.5", capsys=capsys)
+    assert code == 2 and "--lr cannot change on --resume" in out.err
+
+
+def test_presets_and_help_document_every_option(capsys):
+    assert main(["presets"]) == 0
+    listing = capsys.readouterr().out
+    assert "mnist" in listing and "toy1d" in listing
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for name in config_module.FIELDS:
+        if name != "preset":
+            assert f"--{config_module.flag(name)}" in text
+    for flag in ("--epochs", "--seed", "--k", "--lr", "--batch-size", "--generator-loss", "--update", "--noise"):
+        assert flag in text
+
+
+def test_the_installed_command_runs(tmp_path):
+    """The real entry point, in a fresh process: `python -m gannet` as torchrun would start it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gannet", "train", "toy1d", "--epochs", "1", "--run-dir", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/1" in result.stderr
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["dataset"] == "toy1d"
+    bad = subprocess.run(
+        [sys.executable, "-m", "gannet", "train", "toy1d", "--run-dir", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from gannet.config import TrainConfig
+from gannet.data import toy1d
+from gannet.game import simultaneous_step
+from gannet.noise import sample_noise
+from gannet.optim import learning_rate, momentum_at
+from gannet.train import make_players
+
+
+def test_learning_rate_decays_by_the_factor_each_update_to_its_floor():
+    config = TrainConfig()
+    assert learning_rate(config, 0) == 0.1
+    assert learning_rate(config, 1) == pytest.approx(0.1 / 1.000004)
+    assert learning_rate(config, 125_000) == pytest.approx(0.1 * 1.000004**-125_000)  # ≈ 0.0607
+    fast = TrainConfig(lr=1e-3, lr_decay=10.0, lr_min=1e-6)
+    assert learning_rate(fast, 2) == pytest.approx(1e-5)
+    assert learning_rate(fast, 5) == 1e-6  # 1e-8 would be below the floor
+
+
+def test_momentum_ramps_linearly_from_epoch_1_to_250():
+    config = TrainConfig()
+    assert momentum_at(config, 0) == 0.5  # epoch 1
+    assert momentum_at(config, 1) == pytest.approx(0.5 + 0.2 / 249)
+    assert momentum_at(config, 124) == pytest.approx(0.5 + 0.2 * 124 / 249)
+    assert momentum_at(config, 249) == pytest.approx(0.7)  # epoch 250
+    assert momentum_at(config, 600) == pytest.approx(0.7)
+
+
+def test_optimizers_follow_the_schedule_update_by_update():
+    config = TrainConfig(
+        lr=0.1,
+        lr_decay=1.5,
+        preset="toy1d",
+        dataset="toy1d",
+        latent_dim=1,
+        generator_hidden=[4],
+        discriminator_hidden=[4],
+        generator_output="linear",
+    )
+    data = toy1d()
+    torch.manual_seed(0)
+    players = make_players(config, data, torch.device("cpu"))
+    for update in range(3):
+        assert players.optimizer_d.param_groups[0]["lr"] == pytest.approx(learning_rate(config, update))
+        simultaneous_step(players, data.train[:10], sample_noise("uniform", 10, 1))
+    assert players.optimizer_g.param_groups[0]["lr"] == pytest.approx(0.1 / 1.5**3)
