@@ -63,7 +63,7 @@ class _Exploit:
 def test_a_crafted_state_file_cannot_run_code(tmp_path):
     path = save(tmp_path, 1)
     marker = tmp_path / "pwned"
-    checkpoints.state_path(path).write_bytes(pickle.dumps({"step": _Exploit(str(marker))}))
+    checkpoints.state_path(path).write_bytes(pickle.dumps({"step": _Exploit(str(marker))}, protocol=2))
     with pytest.raises(GannetError, match="not a safe gannet training state"):
         checkpoints.load_state(path)
     assert not marker.exists()

@@ -209,3 +209,14 @@ def test_the_installed_command_runs(tmp_path):
         timeout=300,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_resume_drops_metrics_logged_after_the_last_checkpoint(tmp_path):
+    run_dir = tmp_path / "r"
+    assert main(["train", "toy1d", "--epochs", "2", "--run-dir", str(run_dir), "--no-progress"]) == 0
+    # as if the process had died in epoch 3, after logging but before its checkpoint
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 250, "loss/d": 9.0}) + "\n")
+    assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--no-progress"]) == 0
+    steps = [m["step"] for m in read_metrics(run_dir)]
+    assert steps == [50, 100, 150, 200, 250, 300] and 9.0 not in [m["loss/d"] for m in read_metrics(run_dir)]

@@ -9,14 +9,22 @@ from typing import Any
 
 
 class MetricsWriter:
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    """Appends to a run's metrics. `resume_step`: the step of the checkpoint a run resumes
+    from; records written after it (by the interrupted process) are dropped, from
+    metrics.jsonl and from TensorBoard, so that the resumed run does not log them twice."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            kept = [r for r in read_metrics(run_dir) if r["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(run_dir))
+            purge = None if resume_step is None else resume_step + 1
+            self._tb = SummaryWriter(log_dir=str(run_dir), purge_step=purge)
 
     def write(self, step: int, values: dict[str, Any]) -> None:
         """One record: `step` plus named scalars (NaN written as null)."""

@@ -178,13 +178,13 @@ def train(
         progress, fixed_noise = restore(run_dir, players, data_rng)
     fixed_noise = fixed_noise.to(device)
 
-    writer = MetricsWriter(run_dir)
+    writer = MetricsWriter(run_dir, resume_step=progress.step if resume else None)
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
         initial=progress.step,
         unit="step",
         dynamic_ncols=True,
-        disable=False if progress_bar else None if progress_bar is None else True,
+        disable=None if progress_bar is None else not progress_bar,  # None: only on a terminal
     )
     try:
         while progress.epoch < config.epochs:
@@ -211,7 +211,7 @@ def train(
                 progress.step += 1
                 bar.update(1)
                 if progress.step % config.log_every == 0:
-                    means = log_metrics(writer, bar, players, progress, epoch, sums / count)
+                    log_metrics(writer, bar, players, progress, epoch, sums / count)
                     epoch_sums += sums
                     epoch_count += count
                     sums.zero_()
