@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+
+from gannet.parzen import PAPER_SIGMAS, evaluate, mean_and_se, parzen_log_likelihoods
+
+
+def direct_log_likelihood(x, samples, sigma):
+    """The formula, one pair at a time, in Python floats: logmeanexp_i(-‖x-μ_i‖²/2σ²) - d·log(σ√2π)."""
+    d = len(x)
+    exponents = [-sum((a - b) ** 2 for a, b in zip(x, mu)) / (2 * sigma**2) for mu in samples]
+    top = max(exponents)
+    log_mean = top + math.log(sum(math.exp(e - top) for e in exponents) / len(samples))
+    return log_mean - d * math.log(sigma * math.sqrt(2 * math.pi))
+
+
+@pytest.fixture(scope="module")
+def points():
+    g = torch.Generator().manual_seed(0)
+    samples = torch.rand(300, 12, generator=g, dtype=torch.float64)
+    x = torch.rand(40, 12, generator=g, dtype=torch.float64)
+    return samples, x
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.25, 1.0])
+def test_matches_the_direct_per_pair_formula(points, sigma):
+    samples, x = points
+    fast = parzen_log_likelihoods(x, samples, [sigma])[0]
+    direct = torch.tensor(
+        [direct_log_likelihood(row.tolist(), samples.tolist(), sigma) for row in x], dtype=torch.float64
+    )
+    assert torch.allclose(fast, direct, rtol=1e-6, atol=0)
+
+
+def test_one_sample_on_the_point_is_the_gaussian_normaliser():
+    d, sigma = 784, 0.2
+    ll = parzen_log_likelihoods(torch.zeros(1, d), torch.zeros(1, d), [sigma])
+    assert ll.item() == pytest.approx(-d * math.log(sigma * math.sqrt(2 * math.pi)), rel=1e-12)  # ≈ 540.3
+
+
+def test_chunks_and_float32_do_not_change_the_answer(points):
+    samples, x = points
+    whole = parzen_log_likelihoods(x, samples, PAPER_SIGMAS)
+    chunked = parzen_log_likelihoods(x, samples, PAPER_SIGMAS, chunk_size=7)
+    single = parzen_log_likelihoods(x.float(), samples.float(), PAPER_SIGMAS, dtype=torch.float32)
+    assert whole.shape == (10, 40)
+    assert torch.allclose(whole, chunked, rtol=1e-12)
+    assert (whole - single).abs().max() < 1e-3
+
+
+def test_evaluate_picks_the_best_validation_sigma_and_reports_mean_and_se(points):
+    samples, x = points
+    valid, test = x[:20], x[20:]
+    result = evaluate(samples, valid, test)
+    means = parzen_log_likelihoods(valid, samples, PAPER_SIGMAS).mean(dim=1)
+    assert result.sigma == pytest.approx(PAPER_SIGMAS[int(means.argmax())])
+    assert list(result.validation.values()) == pytest.approx(means.tolist())
+    test_ll = torch.tensor([direct_log_likelihood(r.tolist(), samples.tolist(), result.sigma) for r in test])
+    assert result.log_likelihood == pytest.approx(test_ll.mean().item(), rel=1e-6)
+    assert result.standard_error == pytest.approx(test_ll.std(unbiased=False).item() / math.sqrt(20), rel=1e-6)
+    fixed = evaluate(samples, valid, test, sigma=0.5)
+    assert fixed.sigma == 0.5 and fixed.validation == {}
+
+
+def test_paper_sigmas_are_logspace_minus_one_to_zero():
+    assert len(PAPER_SIGMAS) == 10
+    assert PAPER_SIGMAS[0] == pytest.approx(0.1) and PAPER_SIGMAS[-1] == pytest.approx(1.0)
+    assert PAPER_SIGMAS[1] == pytest.approx(10 ** (-8 / 9))
+
+
+def test_standard_error_is_population_std_over_root_m():
+    assert mean_and_se(torch.tensor([1.0, 3.0])) == pytest.approx((2.0, 1 / math.sqrt(2)))
