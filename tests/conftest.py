@@ -28,3 +28,24 @@ def _isolated_cache(tmp_path, monkeypatch):
     """No test reads or writes the user's real cache or $GANNET_DATA."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("GANNET_DATA", raising=False)
+
+
+# A real MNIST run, shrunk: 1,000 training images, so one epoch is 10 steps.
+SMALL_MNIST = ["--train-limit", "1000", "--log-every", "5", "--no-progress"]
+
+
+def gannet(*args, capsys=None):
+    """Run the CLI in-process; return (exit code, captured output)."""
+    from gannet.cli import main
+
+    code = main([str(a) for a in args])
+    return code, (capsys.readouterr() if capsys else None)
+
+
+@pytest.fixture(scope="session")
+def mnist_run(tmp_path_factory, data_dir):
+    """`gannet train mnist` for 2 epochs of 10 steps, shared by the tests that read a run."""
+    run_dir = tmp_path_factory.mktemp("runs") / "mnist"
+    code, _ = gannet("train", "mnist", "--epochs", 2, "--data-dir", data_dir, "--run-dir", run_dir, *SMALL_MNIST)
+    assert code == 0
+    return run_dir

@@ -14,24 +14,7 @@ from gannet.checkpoints import load_weights
 from gannet.cli import main
 from gannet.metrics import read_metrics
 
-# A real MNIST run, shrunk: 1,000 training images, so one epoch is 10 steps.
-SMALL_MNIST = ["--train-limit", "1000", "--log-every", "5", "--no-progress"]
-
-
-def gannet(*args, capsys=None):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr() if capsys else None
-    return code, out
-
-
-@pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory, data_dir):
-    run_dir = tmp_path_factory.mktemp("runs") / "mnist"
-    assert (
-        main(["train", "mnist", "--epochs", "2", "--data-dir", str(data_dir), "--run-dir", str(run_dir), *SMALL_MNIST])
-        == 0
-    )
-    return run_dir
+from .conftest import SMALL_MNIST, gannet
 
 
 def test_train_writes_a_complete_run_directory(mnist_run):

@@ -99,6 +99,38 @@ def build_parser() -> Parser:
     sample.add_argument("--device", default="cpu", help="cpu, cuda, ... [cpu]")
     sample.add_argument("--data-dir", help="data folder (1-D toys draw the data beside the samples)")
 
+    evaluate = sub.add_parser("eval", help="evaluate a generator", allow_abbrev=False)
+    eval_sub = evaluate.add_subparsers(dest="eval_command", metavar="METRIC", parser_class=Parser)
+    eval_sub.required = True
+    parzen = eval_sub.add_parser(
+        "parzen",
+        help="Parzen-window log-likelihood of the test set (Table 1)",
+        allow_abbrev=False,
+        description="The paper's protocol: a Gaussian Parzen window on generator samples, sigma "
+        "chosen on validation images, mean test log-likelihood ± standard error.",
+    )
+    parzen.add_argument("source", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT")
+    parzen.add_argument("--samples", type=Path, help="evaluate an (N, 784) .npy/.npz array in [0, 1] instead")
+    parzen.add_argument("--dataset", default="mnist", choices=["mnist"], help="test and validation data [mnist]")
+    parzen.add_argument("--sigma", type=float, help="use this sigma (skip the validation search)")
+    parzen.add_argument(
+        "--sigmas", type=_list_of(float), metavar="A,B,...", help="sigmas to search [logspace(-1, 0, 10)]"
+    )
+    parzen.add_argument("--num-samples", type=int, default=10_000, help="samples to draw from G [10000]")
+    parzen.add_argument("--num-valid", type=int, default=1_000, help="first N validation images [1000]")
+    parzen.add_argument("--num-test", type=int, default=10_000, help="first N test images [10000]")
+    parzen.add_argument("--batch-size", type=int, help="test rows per chunk [chosen to bound memory]")
+    parzen.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, ... [auto]")
+    parzen.add_argument("--seed", type=int, default=0, help="noise seed for the samples [0]")
+    parzen.add_argument("--data-dir", help="data folder [$GANNET_DATA, else the per-user cache]")
+    parzen.add_argument(
+        "--ceiling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score 10,000 real training images as 'samples', the estimator's ceiling",
+    )
+    parzen.add_argument("-o", "--output", type=Path, help="JSON result [RUN_DIR/parzen.json]")
+
     sub.add_parser("presets", help="list the named presets", allow_abbrev=False)
 
     data = sub.add_parser("data", help="check or download data sets", allow_abbrev=False)
@@ -217,7 +249,57 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "presets": cmd_presets, "data": cmd_data}
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from gannet import data, parzen
+    from gannet.checkpoints import resolve
+    from gannet.sampling import load_generator, load_samples_file, sample
+    from gannet.train import resolve_device
+
+    if (args.source is None) == (args.samples is None):
+        raise GannetError("Give a run directory or checkpoint, or --samples FILE (one of the two).")
+    for name in ("num_samples", "num_valid", "num_test"):
+        if getattr(args, name) < 1:
+            raise GannetError(f"--{flag(name)} must be at least 1.")
+    if args.sigma is not None and args.sigma <= 0 or any(s <= 0 for s in args.sigmas or []):
+        raise GannetError("Parzen widths (--sigma, --sigmas) must be positive.")
+    device = resolve_device(args.device)
+    dataset = data.load_dataset(args.dataset, args.data_dir)
+    if args.samples is not None:
+        samples = load_samples_file(args.samples, dataset.data_dim)
+        origin, output = str(args.samples), args.output
+    else:
+        generator, config, path = load_generator(args.source, str(device))
+        if config.dataset != args.dataset:
+            raise GannetError(f"{path} was trained on {config.dataset}, not {args.dataset}.")
+        samples = sample(generator, config, args.num_samples, args.seed, str(device))
+        source = Path(args.source)
+        run_dir = source if source.is_dir() else resolve(source).parent.parent
+        origin, output = str(path), args.output or run_dir / "parzen.json"
+    sigmas = args.sigmas or parzen.PAPER_SIGMAS
+    valid, test = dataset.valid[: args.num_valid].to(device), dataset.test[: args.num_test].to(device)
+
+    def score(points: torch.Tensor):
+        return parzen.evaluate(points.to(device), valid, test, sigmas, args.sigma, args.batch_size, progress=None)
+
+    result = score(samples)
+    print(f"{origin}: {result}  [{result.num_samples:,} samples, {result.num_test:,} test images]")
+    record = {"source": origin, "dataset": args.dataset, **result.to_dict()}
+    if args.ceiling:
+        ceiling = score(dataset.train[: len(samples)])
+        print(f"  ceiling: {len(samples):,} real training images as samples: {ceiling}")
+        record["ceiling"] = ceiling.to_dict()
+    print("  Table 1 (MNIST): " + "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1_MNIST.items()))
+    if output is not None:
+        Path(output).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"  saved to {output}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets, "data": cmd_data}
 
 
 def run(argv: list[str]) -> int:

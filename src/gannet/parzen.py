@@ -60,7 +60,7 @@ def parzen_log_likelihoods(
     sigmas: Sequence[float],
     chunk_size: int | None = None,
     dtype: torch.dtype = torch.float64,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> torch.Tensor:
     """log p(x) under the Parzen window of `samples`, for every σ: shape (len(sigmas), M).
 
@@ -74,7 +74,13 @@ def parzen_log_likelihoods(
     norm = math.log(n) + d * torch.log(sigmas_t * math.sqrt(2 * math.pi))  # (S,)
     rows = chunk_size or _chunk_size(n)
     out = []
-    for start in tqdm(range(0, len(x), rows), desc="parzen", unit="chunk", disable=not progress, leave=False):
+    for start in tqdm(
+        range(0, len(x), rows),
+        desc="parzen",
+        unit="chunk",
+        disable=None if progress is None else not progress,
+        leave=False,
+    ):
         xc = x[start : start + rows].to(dtype) - center  # (B, d)
         dist = torch.addmm(mu_sq, xc, mu.T, alpha=-2).add_((xc * xc).sum(dim=1, keepdim=True))  # (B, N)
         dist = dist.clamp_(min=0).double()
@@ -97,7 +103,7 @@ def evaluate(
     sigma: float | None = None,
     chunk_size: int | None = None,
     dtype: torch.dtype = torch.float64,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> ParzenResult:
     """The paper's protocol: pick σ by mean validation LL (unless `sigma` is given), then
     report the mean test LL and its standard error."""

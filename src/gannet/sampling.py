@@ -59,3 +59,31 @@ def write_samples(
     if npy is not None:
         Path(npy).parent.mkdir(parents=True, exist_ok=True)
         np.save(npy, samples.cpu().numpy().astype(np.float32))
+
+
+def load_samples_file(path: str | os.PathLike, data_dim: int) -> torch.Tensor:
+    """Samples made anywhere: an (N, data_dim) float array in [0, 1] from a .npy, or the
+    first (or 'samples') array of a .npz. Anything else is one clear GannetError."""
+    path = Path(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)  # no pickles: a file cannot run code
+    except FileNotFoundError:
+        raise GannetError(f"No samples file at {path}.") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise GannetError(f"{path} is not a readable .npy or .npz array file ({error}).") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if not loaded.files:
+                raise GannetError(f"{path} holds no array.")
+            loaded = loaded["samples"] if "samples" in loaded.files else loaded[loaded.files[0]]
+    array = np.asarray(loaded)
+    if array.ndim != 2 or array.shape[1] != data_dim:
+        raise GannetError(f"{path} holds an array of shape {array.shape}; expected (N, {data_dim}).")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise GannetError(f"{path} holds {array.dtype} values; expected real numbers in [0, 1].")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise GannetError(f"{path} holds NaN or infinite values.")
+    if array.min() < 0 or array.max() > 1:
+        raise GannetError(f"{path} holds values in [{array.min():.3g}, {array.max():.3g}]; expected pixels in [0, 1].")
+    return torch.from_numpy(array).float()

@@ -1,0 +1,88 @@
+"""`gannet eval parzen` as a user runs it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gannet.data import load_mnist
+from gannet.parzen import evaluate
+from gannet.sampling import load_generator, sample
+
+from .conftest import gannet
+
+SMALL = ["--num-samples", "500", "--num-test", "200", "--num-valid", "100"]
+
+
+def test_eval_parzen_of_a_run_reports_and_saves_the_papers_protocol(mnist_run, data_dir, capsys):
+    code, out = gannet("eval", "parzen", mnist_run, *SMALL, "--data-dir", data_dir, capsys=capsys)
+    assert code == 0
+    record = json.loads((mnist_run / "parzen.json").read_text())
+    # the same numbers, computed directly from the API
+    generator, config, _ = load_generator(mnist_run)
+    mnist = load_mnist(data_dir / "mnist")
+    direct = evaluate(sample(generator, config, 500, seed=0), mnist.valid[:100], mnist.test[:200])
+    assert record["log_likelihood"] == pytest.approx(direct.log_likelihood, rel=1e-9)
+    assert record["sigma"] == pytest.approx(direct.sigma)
+    assert f"LL = {direct.log_likelihood:.2f} ± {direct.standard_error:.2f}" in out.out
+    assert "ceiling: 500 real training images" in out.out and "Adversarial nets 225 ± 2" in out.out
+    assert record["ceiling"]["log_likelihood"] > record["log_likelihood"]  # real data scores higher
+
+
+def test_eval_parzen_of_a_samples_file(tmp_path, data_dir, capsys):
+    mnist = load_mnist(data_dir / "mnist")
+    np.save(tmp_path / "s.npy", mnist.train[:300].numpy())
+    np.savez(tmp_path / "s.npz", samples=mnist.train[:300].numpy())
+    results = []
+    for name in ("s.npy", "s.npz"):
+        code, _ = gannet(
+            "eval",
+            "parzen",
+            "--samples",
+            tmp_path / name,
+            "--sigma",
+            "0.2",
+            "--num-test",
+            100,
+            "--no-ceiling",
+            "-o",
+            tmp_path / f"{name}.json",
+            "--data-dir",
+            data_dir,
+            capsys=capsys,
+        )
+        assert code == 0
+        results.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    direct = evaluate(mnist.train[:300], mnist.valid[:1], mnist.test[:100], sigma=0.2)
+    assert results[0]["log_likelihood"] == pytest.approx(direct.log_likelihood, rel=1e-9)
+    assert results[0] == {**results[1], "source": results[0]["source"]}
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((5, 10)), "shape (5, 10); expected (N, 784)"),
+        (np.full((5, 784), np.nan), "NaN or infinite"),
+        (np.full((5, 784), 1.5), "expected pixels in [0, 1]"),
+        (np.array([{"a": 1}], dtype=object), "not a readable .npy"),  # a pickle inside: refused
+    ],
+)
+def test_bad_samples_files_are_one_sentence(tmp_path, data_dir, array, message, capsys):
+    np.save(tmp_path / "bad.npy", array, allow_pickle=True)
+    code, out = gannet("eval", "parzen", "--samples", tmp_path / "bad.npy", "--data-dir", data_dir, capsys=capsys)
+    assert code == 2 and message in out.err and out.err.count("\n") == 1
+
+
+def test_eval_parzen_refuses_contradictory_input(mnist_run, tmp_path, capsys):
+    code, out = gannet("eval", "parzen", mnist_run, "--samples", tmp_path / "x.npy", capsys=capsys)
+    assert code == 2 and "one of the two" in out.err
+    code, out = gannet("eval", "parzen", mnist_run, "--sigma", "-1", capsys=capsys)
+    assert code == 2 and "must be positive" in out.err
+
+
+def test_samples_are_float32_tensors(tmp_path):
+    from gannet.sampling import load_samples_file
+
+    np.save(tmp_path / "u8.npy", np.ones((3, 784), dtype=np.uint8))
+    assert load_samples_file(tmp_path / "u8.npy", 784).dtype == torch.float32
