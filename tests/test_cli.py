@@ -21,7 +21,7 @@ def test_train_writes_a_complete_run_directory(mnist_run):
     config = config_module.load(mnist_run / "config.json")
     assert config.preset == "mnist" and config.epochs == 2 and config.train_limit == 1000
     assert config.lr == 0.1 and config.update == "simultaneous"  # the preset, resolved
-    metrics = read_metrics(mnist_run)
+    metrics = [m for m in read_metrics(mnist_run) if "loss/d" in m]
     assert [m["step"] for m in metrics] == [5, 10, 15, 20]
     assert {"loss/d", "loss/g", "d/real", "d/fake", "lr/g", "lr/d", "momentum"} <= set(metrics[0])
     assert 0 < metrics[-1]["d/real"] < 1 and metrics[-1]["momentum"] == pytest.approx(0.5 + 0.2 / 249)
@@ -51,7 +51,8 @@ def test_resume_continues_to_the_same_weights(mnist_run, tmp_path, data_dir):
     assert main(["train", "--resume", str(half), "--epochs", "2", "--no-progress"]) == 0
     straight, resumed = load_weights(mnist_run)[0], load_weights(half)[0]
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    assert [m["step"] for m in read_metrics(half)] == [5, 10, 15, 20]
+    assert [m["step"] for m in read_metrics(half) if "loss/d" in m] == [5, 10, 15, 20]
+    assert read_metrics(half) == read_metrics(mnist_run)  # the same numbers, Parzen monitor included
 
 
 def test_sample_writes_a_grid_and_the_raw_array(mnist_run, tmp_path, capsys):
@@ -203,3 +204,15 @@ def test_resume_drops_metrics_logged_after_the_last_checkpoint(tmp_path):
     assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--no-progress"]) == 0
     steps = [m["step"] for m in read_metrics(run_dir)]
     assert steps == [50, 100, 150, 200, 250, 300] and 9.0 not in [m["loss/d"] for m in read_metrics(run_dir)]
+
+
+def test_training_monitors_parzen_and_keeps_the_best_checkpoint(mnist_run):
+    monitored = [m for m in read_metrics(mnist_run) if "parzen/valid" in m]
+    assert [m["epoch"] for m in monitored] == [0, 1]  # after each of the 2 epochs
+    assert all(0.1 <= m["parzen/sigma"] <= 1.0 for m in monitored)
+    tensors, metadata, _ = load_weights(mnist_run / "checkpoints" / "best.safetensors")
+    best = max(monitored, key=lambda m: m["parzen/valid"])
+    assert float(metadata["parzen/valid"]) == pytest.approx(best["parzen/valid"])
+    assert metadata["epoch"] == str(best["epoch"] + 1)
+    # `best` is not in the rotation: the newest checkpoint of the run is still epoch 2
+    assert load_weights(mnist_run)[2].name == "epoch-0002.safetensors"

@@ -71,19 +71,41 @@ def save(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomic(state_path(path), buffer.getvalue())
-    tensors = {name: t.detach().cpu().contiguous() for name, t in weights.items()}
-    metadata = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "epoch": str(epoch),
-        "step": str(state.get("step", 0)),
-        "config": json.dumps(config.to_dict()),
-    }
-    write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
+    _write_weights(path, weights, _metadata(epoch, state.get("step", 0), config))
     for old in checkpoint_paths(run_dir)[:-keep]:
         state_path(old).unlink(missing_ok=True)
         old.unlink(missing_ok=True)
     return path
+
+
+def save_best(
+    run_dir: Path, epoch: int, weights: dict[str, torch.Tensor], config: TrainConfig, scores: dict[str, float]
+) -> Path:
+    """Write `checkpoints/best.safetensors` (weights only, for sampling and evaluation)."""
+    folder = Path(run_dir) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "best.safetensors"
+    metadata = _metadata(epoch, None, config)
+    metadata.update({k: repr(v) for k, v in scores.items()})
+    _write_weights(path, weights, metadata)
+    return path
+
+
+def _write_weights(path: Path, weights: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    tensors = {name: t.detach().cpu().contiguous() for name, t in weights.items()}
+    write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def _metadata(epoch: int, step: int | None, config: TrainConfig) -> dict[str, str]:
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "epoch": str(epoch),
+        "config": json.dumps(config.to_dict()),
+    }
+    if step is not None:
+        metadata["step"] = str(step)
+    return metadata
 
 
 def resolve(source: str | os.PathLike) -> Path:

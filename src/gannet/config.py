@@ -98,6 +98,10 @@ class TrainConfig:
     checkpoint_every: int = option(1, "Write a checkpoint every N epochs (and at the end).")
     keep_checkpoints: int = option(3, "How many of the newest checkpoints to keep.")
     grid_size: int = option(10, "Sample grids are N x N images.")
+    parzen_every: int = option(
+        1, "Every N epochs, a cheap Parzen estimate on 1,000 validation images (0: never); the best is kept."
+    )
+    parzen_samples: int = option(10_000, "Generator samples for that estimate.")
 
     def validate(self) -> TrainConfig:
         """Raise GannetError on values no run could use; return self."""
@@ -132,6 +136,10 @@ class TrainConfig:
                 "--log-every, --checkpoint-every and --keep-checkpoints must be at least 1",
             ),
             (self.grid_size >= 1, "--grid-size must be at least 1"),
+            (
+                self.parzen_every >= 0 and self.parzen_samples >= 1,
+                "--parzen-every must not be negative and --parzen-samples must be at least 1",
+            ),
         ]
         for name in ("dataset", "update", "generator_loss", "noise", "optimizer", "generator_output"):
             choices = FIELDS[name].metadata["choices"]

@@ -27,12 +27,16 @@ from gannet.metrics import MetricsWriter
 from gannet.networks import build_networks
 from gannet.noise import sample_noise
 from gannet.optim import learning_rate, make_optimizer, momentum_at, set_momentum
+from gannet.parzen import PAPER_SIGMAS, parzen_log_likelihoods
+
+MONITOR_VALID = 1_000  # the *last* 1,000 validation images: the final protocol picks σ on the first
 
 
 @dataclass
 class Progress:
     epoch: int = 0  # finished epochs
     step: int = 0  # finished iterations (one G update each)
+    best_parzen: float = float("-inf")  # best monitored Parzen LL so far
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -98,6 +102,7 @@ def training_state(players: Players, progress: Progress, data_rng: torch.Generat
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "rng_data": data_rng.get_state(),
         "fixed_noise": fixed_noise.cpu(),
+        "best_parzen": progress.best_parzen,
     }
 
 
@@ -116,7 +121,23 @@ def restore(run_dir: Path, players: Players, data_rng: torch.Generator) -> tuple
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     data_rng.set_state(state["rng_data"])
-    return Progress(state["epoch"], state["step"]), state["fixed_noise"]
+    return Progress(state["epoch"], state["step"], state["best_parzen"]), state["fixed_noise"]
+
+
+@torch.no_grad()
+def monitor_parzen(players: Players, config: TrainConfig, data: Dataset, device: torch.device) -> dict[str, float]:
+    """The 2014 code's training monitor: Parzen LL of validation images under samples from
+    fixed noise, at the best σ of the paper's grid. Cheap (one matrix product), noisy, and
+    only for comparing epochs of one run: `gannet eval parzen` gives the paper's figure."""
+    G = players.generator.eval()
+    z = sample_noise(
+        config.noise, config.parzen_samples, config.latent_dim, generator=torch.Generator().manual_seed(config.seed)
+    )
+    samples = torch.cat([G(chunk.to(device)) for chunk in z.split(10_000)])
+    G.train()
+    lls = parzen_log_likelihoods(data.valid[-MONITOR_VALID:].to(device), samples, PAPER_SIGMAS).mean(dim=1)
+    best = int(lls.argmax())
+    return {"parzen/valid": lls[best].item(), "parzen/sigma": PAPER_SIGMAS[best]}
 
 
 def save_epoch_picture(players: Players, data: Dataset, fixed_noise: torch.Tensor, path: Path, title: str) -> None:
@@ -223,10 +244,19 @@ def train(
             progress.epoch += 1
             means = dict(zip(STAT_NAMES, (epoch_sums / epoch_count).tolist()))
             seconds = time.perf_counter() - started
+            parzen_note = ""
+            if config.parzen_every and progress.epoch % config.parzen_every == 0:
+                monitor = monitor_parzen(players, config, data, device)
+                writer.write(progress.step, {"epoch": epoch, **monitor})
+                parzen_note = f"  parzen/valid {monitor['parzen/valid']:.1f}"
+                if monitor["parzen/valid"] > progress.best_parzen:
+                    progress.best_parzen = monitor["parzen/valid"]
+                    checkpoints.save_best(run_dir, progress.epoch, players_weights(players), config, monitor)
+                    parzen_note += " (best)"
             bar.write(
                 f"epoch {progress.epoch}/{config.epochs}  step {progress.step}  "
                 f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
-                f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}  {seconds:.1f} s",
+                f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}{parzen_note}  {seconds:.1f} s",
                 file=sys.stderr,
             )
             save_epoch_picture(
@@ -240,7 +270,7 @@ def train(
                 checkpoints.save(
                     run_dir,
                     progress.epoch,
-                    checkpoints.flat_weights(players.generator, players.discriminator),
+                    players_weights(players),
                     training_state(players, progress, data_rng, fixed_noise),
                     config,
                     config.keep_checkpoints,
@@ -249,6 +279,10 @@ def train(
         bar.close()
         writer.close()
     return run_dir
+
+
+def players_weights(players: Players) -> dict[str, torch.Tensor]:
+    return checkpoints.flat_weights(players.generator, players.discriminator)
 
 
 def log_metrics(
