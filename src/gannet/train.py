@@ -174,12 +174,10 @@ def train(
     if data is None:
         data = load_dataset(config.dataset, config.data_dir, config.download, progress_bar is not False)
     train_set = data.train[: config.train_limit].to(device)  # (N, data_dim), resident
-    batches_per_step = config.k if config.update == "alternating" else 1
-    examples_per_step = config.batch_size * batches_per_step
-    steps_per_epoch = len(train_set) // examples_per_step
+    steps_per_epoch = len(train_set) // examples_per_step(config)
     if steps_per_epoch == 0:
         raise GannetError(
-            f"One step needs {examples_per_step} training examples (batch size × k) but the "
+            f"One step needs {examples_per_step(config)} training examples (batch size × k) but the "
             f"training set has {len(train_set)}; lower --batch-size or --k."
         )
     config.save(run_dir / "config.json")
@@ -209,76 +207,99 @@ def train(
     )
     try:
         while progress.epoch < config.epochs:
-            epoch = progress.epoch
-            bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
-            for optimizer in (players.optimizer_g, players.optimizer_d):
-                set_momentum(optimizer, momentum_at(config, epoch))
+            bar.set_description(f"epoch {progress.epoch + 1}/{config.epochs}")
             started = time.perf_counter()
-            order = torch.randperm(len(train_set), generator=data_rng).to(device)
-            sums, count, epoch_sums, epoch_count = torch.zeros(4, device=device), 0, torch.zeros(4, device=device), 0
-            for i in range(steps_per_epoch):
-                batch = train_set[order[i * examples_per_step : (i + 1) * examples_per_step]]
-                if config.update == "simultaneous":
-                    z = sample_noise(config.noise, config.batch_size, config.latent_dim, device)
-                    stats = simultaneous_step(players, batch, z)
-                else:
-                    zs = [
-                        sample_noise(config.noise, config.batch_size, config.latent_dim, device)
-                        for _ in range(config.k + 1)
-                    ]
-                    stats = alternating_step(players, list(batch.split(config.batch_size)), zs)
-                sums += stats
-                count += 1
-                progress.step += 1
-                bar.update(1)
-                if progress.step % config.log_every == 0:
-                    log_metrics(writer, bar, players, progress, epoch, sums / count)
-                    epoch_sums += sums
-                    epoch_count += count
-                    sums.zero_()
-                    count = 0
-            if count:
-                log_metrics(writer, bar, players, progress, epoch, sums / count)
-                epoch_sums += sums
-                epoch_count += count
+            means = play_epoch(players, config, train_set, data_rng, progress, writer, bar)
             progress.epoch += 1
-            means = dict(zip(STAT_NAMES, (epoch_sums / epoch_count).tolist()))
             seconds = time.perf_counter() - started
-            parzen_note = ""
-            if config.parzen_every and progress.epoch % config.parzen_every == 0:
-                monitor = monitor_parzen(players, config, data, device)
-                writer.write(progress.step, {"epoch": epoch, **monitor})
-                parzen_note = f"  parzen/valid {monitor['parzen/valid']:.1f}"
-                if monitor["parzen/valid"] > progress.best_parzen:
-                    progress.best_parzen = monitor["parzen/valid"]
-                    checkpoints.save_best(run_dir, progress.epoch, players_weights(players), config, monitor)
-                    parzen_note += " (best)"
-            bar.write(
-                f"epoch {progress.epoch}/{config.epochs}  step {progress.step}  "
-                f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
-                f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}{parzen_note}  {seconds:.1f} s",
-                file=sys.stderr,
-            )
-            save_epoch_picture(
-                players,
-                data,
-                fixed_noise,
-                run_dir / "samples" / f"epoch-{progress.epoch:04d}.png",
-                title=f"epoch {progress.epoch}",
-            )
-            if progress.epoch % config.checkpoint_every == 0 or progress.epoch == config.epochs:
-                checkpoints.save(
-                    run_dir,
-                    progress.epoch,
-                    players_weights(players),
-                    training_state(players, progress, data_rng, fixed_noise),
-                    config,
-                    config.keep_checkpoints,
-                )
+            finish_epoch(players, config, data, run_dir, progress, writer, bar, means, seconds, fixed_noise, data_rng)
     finally:
         bar.close()
         writer.close()
     return run_dir
+
+
+def examples_per_step(config: TrainConfig) -> int:
+    """Training examples one iteration consumes: k minibatches for Algorithm 1, one otherwise."""
+    return config.batch_size * (config.k if config.update == "alternating" else 1)
+
+
+def play_step(players: Players, config: TrainConfig, batch: torch.Tensor) -> torch.Tensor:
+    """One iteration of the configured update scheme on `batch` (batch_size × k examples)."""
+    device = batch.device
+    if config.update == "simultaneous":
+        z = sample_noise(config.noise, config.batch_size, config.latent_dim, device)
+        return simultaneous_step(players, batch, z)
+    zs = [sample_noise(config.noise, config.batch_size, config.latent_dim, device) for _ in range(config.k + 1)]
+    return alternating_step(players, list(batch.split(config.batch_size)), zs)
+
+
+def play_epoch(
+    players: Players,
+    config: TrainConfig,
+    train_set: torch.Tensor,
+    data_rng: torch.Generator,
+    progress: Progress,
+    writer: MetricsWriter,
+    bar: tqdm,
+) -> dict[str, float]:
+    """One pass over the shuffled training set; returns the epoch's mean statistics.
+
+    Statistics are summed on the device; they are read (the only sync) every `log_every` steps."""
+    for optimizer in (players.optimizer_g, players.optimizer_d):
+        set_momentum(optimizer, momentum_at(config, progress.epoch))
+    per_step = examples_per_step(config)
+    order = torch.randperm(len(train_set), generator=data_rng).to(train_set.device)
+    interval, total = torch.zeros(4, device=train_set.device), torch.zeros(4, device=train_set.device)
+    since_log = 0
+    for i in range(len(train_set) // per_step):
+        stats = play_step(players, config, train_set[order[i * per_step : (i + 1) * per_step]])
+        interval += stats
+        total += stats
+        since_log += 1
+        progress.step += 1
+        bar.update(1)
+        if progress.step % config.log_every == 0 or i == len(train_set) // per_step - 1:
+            log_metrics(writer, bar, players, progress, interval / since_log)
+            interval.zero_()
+            since_log = 0
+    return dict(zip(STAT_NAMES, (total / (len(train_set) // per_step)).tolist()))
+
+
+def finish_epoch(
+    players: Players,
+    config: TrainConfig,
+    data: Dataset,
+    run_dir: Path,
+    progress: Progress,
+    writer: MetricsWriter,
+    bar: tqdm,
+    means: dict[str, float],
+    seconds: float,
+    fixed_noise: torch.Tensor,
+    data_rng: torch.Generator,
+) -> None:
+    """After epoch `progress.epoch`: Parzen monitor, summary line, sample picture, checkpoint."""
+    note = ""
+    if config.parzen_every and progress.epoch % config.parzen_every == 0:
+        monitor = monitor_parzen(players, config, data, fixed_noise.device)
+        writer.write(progress.step, {"epoch": progress.epoch - 1, **monitor})
+        note = f"  parzen/valid {monitor['parzen/valid']:.1f}"
+        if monitor["parzen/valid"] > progress.best_parzen:
+            progress.best_parzen = monitor["parzen/valid"]
+            checkpoints.save_best(run_dir, progress.epoch, players_weights(players), config, monitor)
+            note += " (best)"
+    bar.write(
+        f"epoch {progress.epoch}/{config.epochs}  step {progress.step}  "
+        f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
+        f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}{note}  {seconds:.1f} s",
+        file=sys.stderr,
+    )
+    picture = run_dir / "samples" / f"epoch-{progress.epoch:04d}.png"
+    save_epoch_picture(players, data, fixed_noise, picture, title=f"epoch {progress.epoch}")
+    if progress.epoch % config.checkpoint_every == 0 or progress.epoch == config.epochs:
+        state = training_state(players, progress, data_rng, fixed_noise)
+        checkpoints.save(run_dir, progress.epoch, players_weights(players), state, config, config.keep_checkpoints)
 
 
 def players_weights(players: Players) -> dict[str, torch.Tensor]:
@@ -286,13 +307,13 @@ def players_weights(players: Players) -> dict[str, torch.Tensor]:
 
 
 def log_metrics(
-    writer: MetricsWriter, bar: tqdm, players: Players, progress: Progress, epoch: int, means: torch.Tensor
+    writer: MetricsWriter, bar: tqdm, players: Players, progress: Progress, means: torch.Tensor
 ) -> dict[str, float]:
     """Read the interval's means off the device (the loop's one sync) and write them."""
     values = dict(zip(STAT_NAMES, means.tolist()))
     values.update(
         {
-            "epoch": epoch,
+            "epoch": progress.epoch,  # the epoch being played (0-based)
             "lr/g": players.optimizer_g.param_groups[0]["lr"],
             "lr/d": players.optimizer_d.param_groups[0]["lr"],
             "momentum": players.optimizer_d.param_groups[0].get("momentum", float("nan")),
