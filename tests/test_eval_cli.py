@@ -28,6 +28,11 @@ def test_eval_parzen_of_a_run_reports_and_saves_the_papers_protocol(mnist_run, d
     assert f"LL = {direct.log_likelihood:.2f} ± {direct.standard_error:.2f}" in out.out
     assert "ceiling: 500 real training images" in out.out and "Adversarial nets 225 ± 2" in out.out
     assert record["ceiling"]["log_likelihood"] > record["log_likelihood"]  # real data scores higher
+    direct_ceiling = evaluate(mnist.train[:500], mnist.valid[:100], mnist.test[:200])
+    assert record["ceiling"]["log_likelihood"] == pytest.approx(direct_ceiling.log_likelihood, rel=1e-9)
+    # the second time the ceiling comes from the cache, with the same numbers
+    code, again = gannet("eval", "parzen", mnist_run, *SMALL, "--data-dir", data_dir, capsys=capsys)
+    assert code == 0 and json.loads((mnist_run / "parzen.json").read_text()) == record
 
 
 def test_eval_parzen_of_a_samples_file(tmp_path, data_dir, capsys):

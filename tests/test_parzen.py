@@ -26,7 +26,7 @@ def points():
 @pytest.mark.parametrize("sigma", [0.1, 0.25, 1.0])
 def test_matches_the_direct_per_pair_formula(points, sigma):
     samples, x = points
-    fast = parzen_log_likelihoods(x, samples, [sigma])[0]
+    fast = parzen_log_likelihoods(x, samples, [sigma], dtype=torch.float64)[0]
     direct = torch.tensor(
         [direct_log_likelihood(row.tolist(), samples.tolist(), sigma) for row in x], dtype=torch.float64
     )
@@ -41,8 +41,8 @@ def test_one_sample_on_the_point_is_the_gaussian_normaliser():
 
 def test_chunks_and_float32_do_not_change_the_answer(points):
     samples, x = points
-    whole = parzen_log_likelihoods(x, samples, PAPER_SIGMAS)
-    chunked = parzen_log_likelihoods(x, samples, PAPER_SIGMAS, chunk_size=7)
+    whole = parzen_log_likelihoods(x, samples, PAPER_SIGMAS, dtype=torch.float64)
+    chunked = parzen_log_likelihoods(x, samples, PAPER_SIGMAS, chunk_size=7, dtype=torch.float64)
     single = parzen_log_likelihoods(x.float(), samples.float(), PAPER_SIGMAS, dtype=torch.float32)
     assert whole.shape == (10, 40)
     assert torch.allclose(whole, chunked, rtol=1e-12)
@@ -52,8 +52,8 @@ def test_chunks_and_float32_do_not_change_the_answer(points):
 def test_evaluate_picks_the_best_validation_sigma_and_reports_mean_and_se(points):
     samples, x = points
     valid, test = x[:20], x[20:]
-    result = evaluate(samples, valid, test)
-    means = parzen_log_likelihoods(valid, samples, PAPER_SIGMAS).mean(dim=1)
+    result = evaluate(samples, valid, test, dtype=torch.float64)
+    means = parzen_log_likelihoods(valid, samples, PAPER_SIGMAS, dtype=torch.float64).mean(dim=1)
     assert result.sigma == pytest.approx(PAPER_SIGMAS[int(means.argmax())])
     assert list(result.validation.values()) == pytest.approx(means.tolist())
     test_ll = torch.tensor([direct_log_likelihood(r.tolist(), samples.tolist(), result.sigma) for r in test])
