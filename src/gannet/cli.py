@@ -131,6 +131,37 @@ def build_parser() -> Parser:
     )
     parzen.add_argument("-o", "--output", type=Path, help="JSON result [RUN_DIR/parzen.json]")
 
+    figures = sub.add_parser("figures", help="the paper's figures as PNG/PDF/SVG", allow_abbrev=False)
+    figs = figures.add_subparsers(dest="figure", metavar="FIGURE", parser_class=Parser)
+    figs.required = True
+    specs = {
+        "fig1": "Figure 1: the 1-D game in four panels (trains the toy, or takes a toy1d run)",
+        "fig2": "Figure 2: samples, the right-most column the nearest training example of its neighbour",
+        "fig3": "Figure 3: samples along straight lines in z",
+        "costs": "the tutorial's figure: J(G) against D(G(z)) for the three generator costs",
+        "curves": "training curves from a run's metrics.jsonl",
+    }
+    for name, text in specs.items():
+        fig = figs.add_parser(name, help=text, description=text, allow_abbrev=False)
+        if name in ("fig2", "fig3", "curves"):
+            fig.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT" if name != "curves" else "RUN_DIR")
+        if name == "fig1":
+            fig.add_argument("run", nargs="?", metavar="TOY1D_RUN_DIR", help="start from this run [train one]")
+            fig.add_argument("--gif", type=Path, help="also animate the whole game into this GIF")
+        if name in ("fig1", "fig2", "fig3"):
+            fig.add_argument("--seed", type=int, default=0, help="seed [0]")
+        if name == "fig2":
+            fig.add_argument("--rows", type=int, default=8, help="rows [8]")
+            fig.add_argument("--columns", type=int, default=6, help="columns, the last for neighbours [6]")
+            fig.add_argument("--data-dir", help="data folder (for the training set)")
+        if name == "fig3":
+            fig.add_argument("--rows", type=int, default=8, help="rows (lines in z) [8]")
+            fig.add_argument("--steps", type=int, default=10, help="points along each line [10]")
+        fig.add_argument("-o", "--output", type=Path, help=f"file to write [{name}.png]")
+        fig.add_argument("--format", choices=["png", "pdf", "svg"], help="file type [from -o, else png]")
+
+    sub.add_parser("theory", help="check Proposition 1 and Theorem 1 numerically", allow_abbrev=False)
+
     sub.add_parser("presets", help="list the named presets", allow_abbrev=False)
 
     data = sub.add_parser("data", help="check or download data sets", allow_abbrev=False)
@@ -308,7 +339,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "presets": cmd_presets, "data": cmd_data}
+def cmd_figures(args: argparse.Namespace) -> int:
+    from gannet import figures
+
+    output = args.output or Path(f"{args.figure}.png")
+    if args.format:
+        output = output.with_suffix(f".{args.format}")
+    elif output.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise GannetError(f"{output}: the file name must end in .png, .pdf or .svg (or give --format).")
+    for name in ("rows", "columns", "steps"):
+        if getattr(args, name, 2) < (2 if name != "rows" else 1):
+            raise GannetError(f"--{name} is too small.")
+    written = figures.make(args.figure, output, args)
+    print(f"gannet: wrote {', '.join(map(str, written))}", file=sys.stderr)
+    return 0
+
+
+def cmd_theory(args: argparse.Namespace) -> int:
+    from gannet.theory import check_all, format_table
+
+    rows = check_all()
+    print(format_table(rows))
+    failed = [r for r in rows if not r.passed]
+    if failed:
+        print(f"gannet: {len(failed)} check(s) failed.", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = {
+    "figures": cmd_figures,
+    "theory": cmd_theory,
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "eval": cmd_eval,
+    "presets": cmd_presets,
+    "data": cmd_data,
+}
 
 
 def run(argv: list[str]) -> int:

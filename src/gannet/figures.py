@@ -1,0 +1,215 @@
+"""The paper's figures (and the tutorial's cost figure) from runs and from the project's own code.
+
+Each function writes one file (PNG, PDF or SVG by the path's suffix) and returns its path.
+Figure 1, the 1-D game, is in figure1.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from gannet.data import data_shape, load_dataset
+from gannet.errors import GannetError
+from gannet.images import grid_array
+from gannet.losses import GENERATOR_LOSSES
+from gannet.metrics import read_metrics
+from gannet.networks import Generator
+from gannet.noise import sample_noise
+from gannet.sampling import load_generator, sample
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    pyplot().close(fig)
+    return path
+
+
+# --- the tutorial's costs figure ------------------------------------------------------------
+
+
+def generator_cost_curves(points: int = 400) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """J(G) of each generator cost against D(G(z)), from losses.py itself: D(G(z)) on (0, 1),
+    its logit fed to each cost one value at a time."""
+    d = torch.linspace(1e-3, 1 - 1e-3, points, dtype=torch.float64)
+    logits = torch.logit(d)
+    curves = {name: np.array([fn(v.reshape(1)).item() for v in logits]) for name, fn in GENERATOR_LOSSES.items()}
+    return d.numpy(), curves
+
+
+def costs_figure(path: Path) -> Path:
+    d, curves = generator_cost_curves()
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    styles = {"minimax": "-", "non-saturating": "--", "maximum-likelihood": ":"}
+    for name, values in curves.items():
+        ax.plot(d, values, styles[name], lw=2, label=name)
+    ax.set_xlabel("D(G(z))")
+    ax.set_ylabel("J(G)")
+    ax.set_ylim(-20, 7)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.legend()
+    ax.set_title("Generator costs (minimax is flat where D rejects the samples)", fontsize=9)
+    return save_figure(fig, path)
+
+
+# --- training curves -------------------------------------------------------------------------
+
+
+def curves_figure(run_dir: Path, path: Path) -> Path:
+    """Losses, D(x) and D(G(z)), the Parzen monitor, learning rate and momentum from metrics.jsonl."""
+    records = read_metrics(run_dir)
+    panels = [
+        ("losses", ["loss/d", "loss/g"]),
+        ("discriminator output", ["d/real", "d/fake"]),
+        ("Parzen LL (validation monitor)", ["parzen/valid"]),
+        ("learning rate", ["lr/d", "lr/g"]),
+        ("momentum", ["momentum"]),
+    ]
+    present = {k for r in records for k, v in r.items() if v is not None}
+    panels = [(title, names) for title, names in panels if present & set(names)]  # e.g. no Parzen monitor
+    plt = pyplot()
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True)
+    for ax, (title, names) in zip(axes, panels):
+        for name in names:
+            points = [(r["step"], r[name]) for r in records if r.get(name) is not None]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, marker="." if len(points) < 50 else None, label=name)
+        ax.set_title(title, fontsize=9)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# --- Figure 2: samples beside their nearest training examples ------------------------------
+
+
+def nearest_neighbours(queries: torch.Tensor, data: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Index of each query's nearest row of `data` in Euclidean distance, (Q,): one matrix
+    product per chunk of data, ‖q‖² dropped (it does not change the argmin)."""
+    queries, best_d, best_i = queries.double(), None, None
+    for start in range(0, len(data), chunk):
+        block = data[start : start + chunk].double()  # (C, d)
+        dist = (block * block).sum(1)[None, :] - 2 * queries @ block.T  # (Q, C)
+        d, i = dist.min(dim=1)
+        i = i + start
+        if best_d is None:
+            best_d, best_i = d, i
+        else:
+            better = d < best_d
+            best_d, best_i = torch.where(better, d, best_d), torch.where(better, i, best_i)
+    return best_i
+
+
+def figure2(
+    samples: torch.Tensor,
+    train: torch.Tensor,
+    shape: tuple[int, int, int],
+    path: Path,
+    columns: int = 6,
+    scale: int = 3,
+) -> Path:
+    """Rows of `columns − 1` samples; the right-most column holds the training example nearest
+    to its neighbouring sample, outlined in yellow (the paper's Figure 2)."""
+    rows = len(samples) // (columns - 1)
+    samples = samples[: rows * (columns - 1)].reshape(rows, columns - 1, -1)
+    neighbours = train[nearest_neighbours(samples[:, -1], train)]  # (rows, d)
+    cells = torch.cat([samples, neighbours[:, None]], dim=1).reshape(rows * columns, -1)
+    picture = Image.fromarray(grid_array(cells, shape, columns)).convert("RGB")
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(picture)
+    c, h, w = shape
+    pad = 2
+    for r in range(rows):
+        left, top = pad + (columns - 1) * (w + pad), pad + r * (h + pad)
+        box = [(left - 1) * scale, (top - 1) * scale, (left + w + 1) * scale - 1, (top + h + 1) * scale - 1]
+        draw.rectangle(box, outline=(255, 220, 0), width=max(1, scale))
+    return _save_picture(picture, path)
+
+
+def _save_picture(picture: Image.Image, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".pdf", ".svg"):
+        plt = pyplot()
+        fig = plt.figure(figsize=(picture.width / 150, picture.height / 150))
+        fig.figimage(np.asarray(picture), resize=True)
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+    else:
+        picture.save(path)
+    return path
+
+
+# --- Figure 3: walks through z --------------------------------------------------------------
+
+
+@torch.no_grad()
+def interpolation_rows(generator: Generator, prior: str, rows: int, steps: int, seed: int = 0) -> torch.Tensor:
+    """G along straight lines in z: row r is G((1 − t)·z_a + t·z_b) for t in linspace(0, 1, steps)."""
+    rng = torch.Generator().manual_seed(seed)
+    ends = sample_noise(prior, 2 * rows, generator.latent_dim, generator=rng).reshape(rows, 2, -1)
+    t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
+    z = (1 - t) * ends[:, :1] + t * ends[:, 1:]  # (rows, steps, latent)
+    device = next(generator.parameters()).device
+    return generator(z.reshape(rows * steps, -1).to(device)).cpu()  # (rows·steps, d)
+
+
+def figure3(
+    generator: Generator,
+    prior: str,
+    shape: tuple[int, int, int],
+    path: Path,
+    rows: int = 8,
+    steps: int = 10,
+    seed: int = 0,
+    scale: int = 3,
+) -> Path:
+    images = interpolation_rows(generator, prior, rows, steps, seed)
+    picture = Image.fromarray(grid_array(images, shape, steps))
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    return _save_picture(picture, path)
+
+
+# --- the `gannet figures` command -----------------------------------------------------------
+
+
+def make(name: str, output: Path, args) -> list[Path]:
+    """Write figure `name` to `output`; return the files written."""
+    if name == "costs":
+        return [costs_figure(output)]
+    if name == "curves":
+        if not (Path(args.run) / "metrics.jsonl").is_file():
+            raise GannetError(f"{args.run} holds no metrics.jsonl: is it a gannet run directory?")
+        return [curves_figure(Path(args.run), output)]
+    if name == "fig1":
+        from gannet.figure1 import figure1
+
+        path, _ = figure1(output, args.run, args.gif, args.seed)
+        return [path, *([args.gif] if args.gif else [])]
+    generator, config, path = load_generator(args.run)
+    shape = data_shape(config.dataset)
+    if len(shape) != 3:
+        raise GannetError(f"{name} draws images; {path} was trained on the 1-D {config.dataset} (try fig1).")
+    if name == "fig2":
+        samples = sample(generator, config, args.rows * (args.columns - 1), args.seed)
+        train = load_dataset(config.dataset, args.data_dir or config.data_dir).train
+        return [figure2(samples, train, shape, output, args.columns)]
+    return [figure3(generator, config.noise, shape, output, args.rows, args.steps, args.seed)]

@@ -1,0 +1,85 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gannet.figure1 import Schedule, figure1
+from gannet.figures import generator_cost_curves, interpolation_rows, nearest_neighbours
+from gannet.sampling import load_generator
+
+from .conftest import gannet
+
+
+def test_nearest_neighbours_match_a_brute_force_loop():
+    g = torch.Generator().manual_seed(0)
+    data, queries = torch.rand(500, 20, generator=g), torch.rand(30, 20, generator=g)
+    fast = nearest_neighbours(queries, data, chunk=64)  # several chunks
+    loop = [min(range(len(data)), key=lambda j: float(((q - data[j]) ** 2).sum())) for q in queries]
+    assert fast.tolist() == loop
+
+
+def test_cost_curves_come_from_the_loss_functions():
+    d, curves = generator_cost_curves(points=5)  # D(G(z)) = 0.001, 0.2505, 0.5, 0.7495, 0.999
+    assert d[2] == pytest.approx(0.5)
+    assert curves["minimax"][2] == pytest.approx(math.log(0.5))  # log(1 - D)
+    assert curves["non-saturating"][2] == pytest.approx(-math.log(0.5))  # -log D
+    assert curves["maximum-likelihood"][2] == pytest.approx(-1.0)  # -D / (1 - D)
+    assert curves["minimax"][0] == pytest.approx(math.log(0.999))  # flat where D rejects samples
+    assert curves["non-saturating"][0] == pytest.approx(-math.log(0.001))
+
+
+def test_figure2_puts_the_nearest_training_example_in_the_outlined_last_column(mnist_run, data_dir, tmp_path):
+    code, _ = gannet(
+        "figures", "fig2", mnist_run, "-o", tmp_path / "f2.png", "--rows", 3, "--columns", 4, "--data-dir", data_dir
+    )
+    assert code == 0
+    picture = np.asarray(Image.open(tmp_path / "f2.png").convert("RGB"))
+    cell = 3 * (28 + 2)  # scale 3, 2-px borders
+    assert picture.shape == (3 * (3 * 30 + 2), 3 * (4 * 30 + 2), 3)
+    yellow = (picture[..., 0] > 200) & (picture[..., 1] > 180) & (picture[..., 2] < 60)
+    assert yellow[:, 3 * cell :].sum() > 1000 and yellow[:, : 3 * cell - 6].sum() == 0
+
+
+def test_figure3_rows_walk_between_two_points_in_z(mnist_run):
+    generator, config, _ = load_generator(mnist_run)
+    rows = interpolation_rows(generator, config.noise, rows=2, steps=5, seed=3).reshape(2, 5, -1)
+    from gannet.noise import sample_noise
+
+    ends = sample_noise(config.noise, 4, 100, generator=torch.Generator().manual_seed(3)).reshape(2, 2, -1)
+    with torch.no_grad():
+        assert torch.allclose(rows[:, 0], generator(ends[:, 0]), atol=1e-6)
+        assert torch.allclose(rows[:, -1], generator(ends[:, 1]), atol=1e-6)
+
+
+def test_image_figures_write_png_pdf_and_svg(mnist_run, tmp_path):
+    assert gannet("figures", "fig3", mnist_run, "-o", tmp_path / "f3", "--format", "pdf")[0] == 0
+    assert (tmp_path / "f3.pdf").read_bytes()[:4] == b"%PDF"
+    assert gannet("figures", "costs", "-o", tmp_path / "c.svg")[0] == 0
+    assert b"<svg" in (tmp_path / "c.svg").read_bytes()[:500]
+    assert gannet("figures", "curves", mnist_run, "-o", tmp_path / "cu.png")[0] == 0
+    assert Image.open(tmp_path / "cu.png").size[1] > 1000  # five stacked panels
+
+
+def test_figure_errors_are_one_sentence(mnist_run, tmp_path, capsys):
+    code, out = gannet("figures", "costs", "-o", tmp_path / "c.jpg", capsys=capsys)
+    assert code == 2 and "must end in .png, .pdf or .svg" in out.err
+    code, out = gannet("figures", "fig1", mnist_run, "-o", tmp_path / "f.png", capsys=capsys)
+    assert code == 2 and "needs a toy1d run" in out.err
+    code, out = gannet("figures", "curves", tmp_path, capsys=capsys)
+    assert code == 2 and "holds no metrics.jsonl" in out.err
+
+
+def test_figure1_ends_at_the_equilibrium(tmp_path):
+    path, shots = figure1(tmp_path / "f1.png", gif=tmp_path / "f1.gif", schedule=Schedule(frame_every=500))
+    assert Image.open(path).size[0] > 1500
+    gif = Image.open(tmp_path / "f1.gif")
+    assert gif.n_frames >= 8
+    end = shots["d"]
+    on_data = (end.grid > 1.0) & (end.grid < 3.0)  # the data's mean ± 2 standard deviations
+    assert np.abs(end.d[on_data] - 0.5).max() < 0.08  # D(x) ≈ 1/2 where the data are
+    # p_g near p_data (G still drifts around the data's mean of 2 by ~0.2 at this point of the game)
+    assert end.x.mean() == pytest.approx(2.0, abs=0.25) and end.x.std() == pytest.approx(0.5, abs=0.12)
+    # panel (b): D was trained towards D*, so it departs from 1/2 where p_g and p_data differ
+    assert np.abs(shots["b"].d[on_data] - 0.5).max() > 0.1
