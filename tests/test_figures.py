@@ -83,3 +83,18 @@ def test_figure1_ends_at_the_equilibrium(tmp_path):
     assert end.x.mean() == pytest.approx(2.0, abs=0.25) and end.x.std() == pytest.approx(0.5, abs=0.12)
     # panel (b): D was trained towards D*, so it departs from 1/2 where p_g and p_data differ
     assert np.abs(shots["b"].d[on_data] - 0.5).max() > 0.1
+
+
+def test_figure1_from_a_toy1d_run_directory(tmp_path):
+    run_dir = tmp_path / "toy"
+    assert gannet("train", "toy1d", "--epochs", 3, "--run-dir", run_dir, "--no-progress")[0] == 0
+    small = Schedule(d_steps=300, g_steps=5, settle=300)
+    path, shots = figure1(tmp_path / "f1.pdf", run_dir=run_dir, schedule=small)
+    assert path.read_bytes()[:4] == b"%PDF"
+    # panel (a) is the run's own generator: its samples match `gannet sample` of that run
+    generator, config, _ = load_generator(run_dir)
+    with torch.no_grad():
+        from gannet.noise import sample_noise
+
+        z = sample_noise(config.noise, 4000, 1, generator=torch.Generator().manual_seed(0)).sort(dim=0).values
+        assert np.allclose(shots["a"].x, generator(z).numpy()[:, 0], atol=1e-6)
