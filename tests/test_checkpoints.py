@@ -1,3 +1,4 @@
+import hashlib
 import pickle
 
 import pytest
@@ -11,7 +12,8 @@ from gannet.errors import GannetError
 
 def save(tmp_path, epoch, keep=2):
     weights = {"generator.w": torch.full((2, 2), float(epoch)), "discriminator.b": torch.zeros(3)}
-    return checkpoints.save(tmp_path, epoch, weights, {"step": epoch * 10, "x": torch.ones(1)}, TrainConfig(), keep)
+    state = {"epoch": epoch, "step": epoch * 10, "x": torch.ones(1)}
+    return checkpoints.save(tmp_path, weights, state, TrainConfig(), keep)
 
 
 def test_round_trip_and_newest_first(tmp_path):
@@ -63,7 +65,23 @@ class _Exploit:
 def test_a_crafted_state_file_cannot_run_code(tmp_path):
     path = save(tmp_path, 1)
     marker = tmp_path / "pwned"
-    checkpoints.state_path(path).write_bytes(pickle.dumps({"step": _Exploit(str(marker))}, protocol=2))
+    crafted = pickle.dumps({"step": _Exploit(str(marker))}, protocol=2)
+    checkpoints.state_path(path).write_bytes(crafted)
+    # first layer: the state's SHA-256, recorded in the weights file, no longer matches
+    with pytest.raises(GannetError, match="state.pt is corrupt: its content does not match the SHA-256"):
+        checkpoints.load_state(path)
+    # second layer: an attacker who also rewrites the recorded digest meets weights_only loading
+    tensors, metadata, _ = checkpoints.load_weights(path)
+    checkpoints._write_weights(path, tensors, {**metadata, "state_sha256": hashlib.sha256(crafted).hexdigest()})
     with pytest.raises(GannetError, match="not a safe gannet training state"):
         checkpoints.load_state(path)
     assert not marker.exists()
+
+
+def test_a_flipped_bit_in_the_weights_is_caught(tmp_path):
+    path = save(tmp_path, 1)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # inside the last tensor's bytes: still a valid safetensors file
+    path.write_bytes(bytes(data))
+    with pytest.raises(GannetError, match="is corrupt: its content does not match the SHA-256"):
+        checkpoints.load_weights(path)

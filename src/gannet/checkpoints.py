@@ -8,10 +8,10 @@ moment leaves the previous checkpoint whole, and a weights file always has its s
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
-import pickle
 import re
 import tempfile
 from pathlib import Path
@@ -27,11 +27,19 @@ from gannet.errors import GannetError
 
 FORMAT = "gannet"
 FORMAT_VERSION = "1"
-_NAME = re.compile(r"epoch-(\d+)\.safetensors$")
+# epoch-0003.safetensors: after 3 epochs; epoch-0003-step-00001600.safetensors: stopped inside
+# the 4th epoch, after step 1600 (Ctrl-C / SIGTERM).
+_NAME = re.compile(r"epoch-(\d+)(?:-step-(\d+))?\.safetensors$")
+
+
+def _order(path: Path) -> tuple[int, int]:
+    epoch, step = _NAME.search(path.name).groups()
+    return int(epoch), int(step or 0)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a flushed temporary file and a rename."""
+    """Write `data` to `path` through a flushed temporary file and a rename (then flush the
+    folder, so that the new name survives a power cut too)."""
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as f:
@@ -39,6 +47,11 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -48,7 +61,7 @@ def checkpoint_paths(run_dir: Path) -> list[Path]:
     """The run's complete checkpoints (weights files), oldest first."""
     folder = Path(run_dir) / "checkpoints"
     found = [p for p in folder.glob("epoch-*.safetensors") if _NAME.search(p.name)]
-    return sorted(found, key=lambda p: int(_NAME.search(p.name).group(1)))
+    return sorted(found, key=_order)
 
 
 def state_path(weights: Path) -> Path:
@@ -57,21 +70,31 @@ def state_path(weights: Path) -> Path:
 
 def save(
     run_dir: Path,
-    epoch: int,
     weights: dict[str, torch.Tensor],
     state: dict[str, Any],
     config: TrainConfig,
     keep: int,
 ) -> Path:
-    """Write checkpoint `epoch` (number of finished epochs), then delete all but the `keep`
-    newest. Returns the weights file."""
+    """Write a checkpoint of `state` (its "epoch", "step" and "progress" name it), then delete
+    all but the `keep` newest. Returns the weights file. A failed write (a full disk, say) is a
+    GannetError that names the previous checkpoint, which is untouched."""
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"epoch-{epoch:04d}.safetensors"
+    epoch, step = state["epoch"], state["step"]
+    mid_epoch = state.get("progress", {}).get("position", 0) > 0
+    path = folder / (
+        f"epoch-{epoch:04d}-step-{step:08d}.safetensors" if mid_epoch else f"epoch-{epoch:04d}.safetensors"
+    )
+    previous = checkpoint_paths(run_dir)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomic(state_path(path), buffer.getvalue())
-    _write_weights(path, weights, _metadata(epoch, state.get("step", 0), config))
+    try:
+        write_atomic(state_path(path), buffer.getvalue())
+        metadata = {**_metadata(epoch, step, config), "state_sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+        _write_weights(path, weights, metadata)
+    except OSError as error:
+        kept = f"the previous checkpoint, {previous[-1].name}, is intact" if previous else "no checkpoint was kept"
+        raise GannetError(f"Could not write checkpoint {path.name} ({error.strerror or error}); {kept}.") from None
     for old in checkpoint_paths(run_dir)[:-keep]:
         state_path(old).unlink(missing_ok=True)
         old.unlink(missing_ok=True)
@@ -93,7 +116,21 @@ def save_best(
 
 def _write_weights(path: Path, weights: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     tensors = {name: t.detach().cpu().contiguous() for name, t in weights.items()}
+    metadata = {**metadata, "sha256": content_digest(tensors, metadata)}
     write_atomic(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def content_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 over the metadata (but its own digest) and every tensor's name, shape, type and
+    bytes: a flipped bit anywhere in a checkpoint is caught on loading, not trained on."""
+    digest = hashlib.sha256()
+    for key in sorted(k for k in metadata if k != "sha256"):
+        digest.update(f"{key}={metadata[key]}\n".encode())
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def _metadata(epoch: int, step: int | None, config: TrainConfig) -> dict[str, str]:
@@ -132,13 +169,17 @@ def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
         raise GannetError(f"{path} is not a gannet checkpoint (not a readable safetensors file: {error}).") from None
     if metadata.get("format") != FORMAT:
         raise GannetError(f"{path} is not a gannet checkpoint (its metadata names no gannet format).")
+    if metadata.get("sha256") != content_digest(tensors, metadata):
+        raise GannetError(f"{path} is corrupt: its content does not match the SHA-256 recorded when it was written.")
     return tensors, metadata, path
 
 
 def checkpoint_config(metadata: dict[str, str], path: Path) -> TrainConfig:
     try:
         values = json.loads(metadata["config"])
-    except (KeyError, json.JSONDecodeError):
+        if not isinstance(values, dict):
+            raise ValueError
+    except (KeyError, ValueError):
         raise GannetError(f"{path} is a damaged gannet checkpoint: its config is missing or unreadable.") from None
     return config_module.from_dict(values)
 
@@ -147,11 +188,16 @@ def load_state(weights: Path) -> dict[str, Any]:
     """The training state beside a weights file, loaded with weights_only=True: tensors and
     plain containers only, so a crafted pickle cannot run code."""
     path = state_path(weights)
+    _, metadata, _ = load_weights(weights)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        content = path.read_bytes()
     except FileNotFoundError:
         raise GannetError(f"{path} is missing: the checkpoint cannot be resumed.") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+    if "state_sha256" in metadata and hashlib.sha256(content).hexdigest() != metadata["state_sha256"]:
+        raise GannetError(f"{path} is corrupt: its content does not match the SHA-256 recorded in {weights.name}.")
+    try:
+        return torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a security boundary: whatever the bytes did, refuse them
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise GannetError(f"{path} was refused: it is not a safe gannet training state ({first_line}).") from None
 

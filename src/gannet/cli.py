@@ -217,6 +217,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from gannet.interrupts import TrainingInterrupted
     from gannet.train import default_run_dir, train
 
     config, run_dir = resolve_config(args)
@@ -226,7 +227,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"gannet: training '{config.preset}' in {run_dir}", file=sys.stderr)
     try:
         train(config, run_dir, resume=args.resume is not None, force=args.force, progress_bar=args.progress)
-    except KeyboardInterrupt:
+    except TrainingInterrupted as stopped:  # Ctrl-C or SIGTERM: a checkpoint was written
+        print(f"\ngannet: {stopped}", file=sys.stderr)
+        return stopped.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C: no new checkpoint
         print(
             f"\ngannet: interrupted; the last checkpoint is intact: continue with `gannet train --resume {run_dir}`.",
             file=sys.stderr,

@@ -8,12 +8,15 @@ time it waits for the device), a sample picture each epoch, a checkpoint every
 
 from __future__ import annotations
 
+import random
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -23,6 +26,7 @@ from gannet.data import Dataset, load_dataset
 from gannet.errors import GannetError
 from gannet.game import STAT_NAMES, Players, alternating_step, simultaneous_step
 from gannet.images import save_grid, save_histogram
+from gannet.interrupts import StopRequest, TrainingInterrupted
 from gannet.metrics import MetricsWriter
 from gannet.networks import build_networks
 from gannet.noise import sample_noise
@@ -34,9 +38,25 @@ MONITOR_VALID = 1_000  # the *last* 1,000 validation images: the final protocol 
 
 @dataclass
 class Progress:
+    """Where the run is; saved in every checkpoint, so that a resumed run continues exactly."""
+
     epoch: int = 0  # finished epochs
     step: int = 0  # finished iterations (one G update each)
     best_parzen: float = float("-inf")  # best monitored Parzen LL so far
+    # Inside an epoch (a checkpoint written on Ctrl-C / SIGTERM is taken mid-epoch):
+    position: int = 0  # iterations done in the current epoch
+    order: torch.Tensor | None = None  # the epoch's shuffled example indices; None between epochs
+    total: torch.Tensor | None = None  # (4,) sums of the epoch's step statistics
+    interval: torch.Tensor | None = None  # (4,) sums since the last metrics record
+    since_log: int = 0
+    first_bad: torch.Tensor | None = None  # (2,) first step with a non-finite D / G loss, −1 if none
+
+    def state_dict(self) -> dict:
+        return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device) -> Progress:
+        return cls(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in state.items()})
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -91,9 +111,13 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
 
 
 def training_state(players: Players, progress: Progress, data_rng: torch.Generator, fixed_noise: torch.Tensor) -> dict:
+    """Everything beyond the weights that the next step depends on (plain types and tensors
+    only: it is loaded back with weights_only=True)."""
+    numpy_state = np.random.get_state()
     return {
         "epoch": progress.epoch,
         "step": progress.step,
+        "progress": progress.state_dict(),
         "optimizer_g": players.optimizer_g.state_dict(),
         "optimizer_d": players.optimizer_d.state_dict(),
         "scheduler_g": players.scheduler_g.state_dict(),
@@ -101,13 +125,17 @@ def training_state(players: Players, progress: Progress, data_rng: torch.Generat
         "rng_torch": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "rng_data": data_rng.get_state(),
+        "rng_numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "rng_python": random.getstate(),
         "fixed_noise": fixed_noise.cpu(),
-        "best_parzen": progress.best_parzen,
     }
 
 
-def restore(run_dir: Path, players: Players, data_rng: torch.Generator) -> tuple[Progress, torch.Tensor]:
-    """Load the newest checkpoint of `run_dir` into the players; return progress and fixed noise."""
+def restore(
+    run_dir: Path, players: Players, data_rng: torch.Generator, device: torch.device
+) -> tuple[Progress, torch.Tensor]:
+    """Load the newest checkpoint of `run_dir` into the players and the RNGs; return the
+    progress and the fixed noise of the sample grids."""
     tensors, _, path = checkpoints.load_weights(run_dir)
     weights_g, weights_d = checkpoints.split_weights(tensors)
     players.generator.load_state_dict(weights_g)
@@ -121,7 +149,10 @@ def restore(run_dir: Path, players: Players, data_rng: torch.Generator) -> tuple
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     data_rng.set_state(state["rng_data"])
-    return Progress(state["epoch"], state["step"], state["best_parzen"]), state["fixed_noise"]
+    kind, keys, *rest = state["rng_numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(state["rng_python"])
+    return Progress.from_state(state["progress"], device), state["fixed_noise"]
 
 
 @torch.no_grad()
@@ -165,7 +196,8 @@ def train(
 ) -> Path:
     """Train `config` in `run_dir` (resuming its newest checkpoint if `resume`); return run_dir.
 
-    progress_bar: True / False, or None to show it only on a terminal.
+    progress_bar: True / False, or None to show it only on a terminal. Ctrl-C or SIGTERM:
+    the current step finishes, a checkpoint is written, and TrainingInterrupted is raised.
     """
     config.validate()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
@@ -183,18 +215,17 @@ def train(
     config.save(run_dir / "config.json")
 
     torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
     data_rng = torch.Generator().manual_seed(config.seed)
     players = make_players(config, data, device)
     picture_size = config.grid_size**2 if data.is_image else 5_000  # a 1-D histogram needs more
     fixed_noise = sample_noise(
-        config.noise,
-        picture_size,
-        config.latent_dim,
-        generator=torch.Generator().manual_seed(config.seed),
+        config.noise, picture_size, config.latent_dim, generator=torch.Generator().manual_seed(config.seed)
     )
     progress = Progress()
     if resume:
-        progress, fixed_noise = restore(run_dir, players, data_rng)
+        progress, fixed_noise = restore(run_dir, players, data_rng, device)
     fixed_noise = fixed_noise.to(device)
 
     writer = MetricsWriter(run_dir, resume_step=progress.step if resume else None)
@@ -205,14 +236,21 @@ def train(
         dynamic_ncols=True,
         disable=None if progress_bar is None else not progress_bar,  # None: only on a terminal
     )
+    loop = Loop(players, config, data, train_set, run_dir, progress, writer, bar, fixed_noise, data_rng)
     try:
-        while progress.epoch < config.epochs:
-            bar.set_description(f"epoch {progress.epoch + 1}/{config.epochs}")
-            started = time.perf_counter()
-            means = play_epoch(players, config, train_set, data_rng, progress, writer, bar)
-            progress.epoch += 1
-            seconds = time.perf_counter() - started
-            finish_epoch(players, config, data, run_dir, progress, writer, bar, means, seconds, fixed_noise, data_rng)
+        with StopRequest() as stop:
+            while progress.epoch < config.epochs:
+                bar.set_description(f"epoch {progress.epoch + 1}/{config.epochs}")
+                started = time.perf_counter()
+                means = loop.play_epoch(stop)
+                if means is None:  # a signal arrived: checkpoint where we are and stop
+                    path = loop.save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"{signal.Signals(stop.signum).name} received: stopped after step {progress.step}, "
+                        f"checkpoint {path.name} written; continue with `gannet train --resume {run_dir}`.",
+                        stop.signum,
+                    )
+                loop.finish_epoch(means, time.perf_counter() - started)
     finally:
         bar.close()
         writer.close()
@@ -234,72 +272,104 @@ def play_step(players: Players, config: TrainConfig, batch: torch.Tensor) -> tor
     return alternating_step(players, list(batch.split(config.batch_size)), zs)
 
 
-def play_epoch(
-    players: Players,
-    config: TrainConfig,
-    train_set: torch.Tensor,
-    data_rng: torch.Generator,
-    progress: Progress,
-    writer: MetricsWriter,
-    bar: tqdm,
-) -> dict[str, float]:
-    """One pass over the shuffled training set; returns the epoch's mean statistics.
+@dataclass
+class Loop:
+    """The state the epochs share; its methods are the loop's two halves."""
 
-    Statistics are summed on the device; they are read (the only sync) every `log_every` steps."""
-    for optimizer in (players.optimizer_g, players.optimizer_d):
-        set_momentum(optimizer, momentum_at(config, progress.epoch))
-    per_step = examples_per_step(config)
-    order = torch.randperm(len(train_set), generator=data_rng).to(train_set.device)
-    interval, total = torch.zeros(4, device=train_set.device), torch.zeros(4, device=train_set.device)
-    since_log = 0
-    for i in range(len(train_set) // per_step):
-        stats = play_step(players, config, train_set[order[i * per_step : (i + 1) * per_step]])
-        interval += stats
-        total += stats
-        since_log += 1
-        progress.step += 1
-        bar.update(1)
-        if progress.step % config.log_every == 0 or i == len(train_set) // per_step - 1:
-            log_metrics(writer, bar, players, progress, interval / since_log)
-            interval.zero_()
-            since_log = 0
-    return dict(zip(STAT_NAMES, (total / (len(train_set) // per_step)).tolist()))
+    players: Players
+    config: TrainConfig
+    data: Dataset
+    train_set: torch.Tensor
+    run_dir: Path
+    progress: Progress
+    writer: MetricsWriter
+    bar: tqdm
+    fixed_noise: torch.Tensor
+    data_rng: torch.Generator
 
+    def play_epoch(self, stop: StopRequest) -> dict[str, float] | None:
+        """Play the rest of the current epoch; return its mean statistics, or None if a stop
+        was requested (the epoch's position is then kept in `progress` for the checkpoint).
 
-def finish_epoch(
-    players: Players,
-    config: TrainConfig,
-    data: Dataset,
-    run_dir: Path,
-    progress: Progress,
-    writer: MetricsWriter,
-    bar: tqdm,
-    means: dict[str, float],
-    seconds: float,
-    fixed_noise: torch.Tensor,
-    data_rng: torch.Generator,
-) -> None:
-    """After epoch `progress.epoch`: Parzen monitor, summary line, sample picture, checkpoint."""
-    note = ""
-    if config.parzen_every and progress.epoch % config.parzen_every == 0:
-        monitor = monitor_parzen(players, config, data, fixed_noise.device)
-        writer.write(progress.step, {"epoch": progress.epoch - 1, **monitor})
-        note = f"  parzen/valid {monitor['parzen/valid']:.1f}"
-        if monitor["parzen/valid"] > progress.best_parzen:
-            progress.best_parzen = monitor["parzen/valid"]
-            checkpoints.save_best(run_dir, progress.epoch, players_weights(players), config, monitor)
-            note += " (best)"
-    bar.write(
-        f"epoch {progress.epoch}/{config.epochs}  step {progress.step}  "
-        f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
-        f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}{note}  {seconds:.1f} s",
-        file=sys.stderr,
-    )
-    picture = run_dir / "samples" / f"epoch-{progress.epoch:04d}.png"
-    save_epoch_picture(players, data, fixed_noise, picture, title=f"epoch {progress.epoch}")
-    if progress.epoch % config.checkpoint_every == 0 or progress.epoch == config.epochs:
-        state = training_state(players, progress, data_rng, fixed_noise)
-        checkpoints.save(run_dir, progress.epoch, players_weights(players), state, config, config.keep_checkpoints)
+        Statistics and the non-finite flags stay on the device; they are read (the only
+        sync) every `log_every` steps."""
+        config, p, device = self.config, self.progress, self.train_set.device
+        for optimizer in (self.players.optimizer_g, self.players.optimizer_d):
+            set_momentum(optimizer, momentum_at(config, p.epoch))
+        if p.order is None:  # a new epoch
+            p.order = torch.randperm(len(self.train_set), generator=self.data_rng).to(device)
+            p.position, p.since_log = 0, 0
+            p.total, p.interval = torch.zeros(4, device=device), torch.zeros(4, device=device)
+        if p.first_bad is None:
+            p.first_bad = torch.full((2,), -1, dtype=torch.long, device=device)
+        per_step = examples_per_step(config)
+        steps = len(self.train_set) // per_step
+        while p.position < steps:
+            batch = self.train_set[p.order[p.position * per_step : (p.position + 1) * per_step]]
+            stats = play_step(self.players, config, batch)
+            p.total += stats
+            p.interval += stats
+            bad = ~torch.isfinite(stats[:2])  # (2,): D's and G's loss
+            p.first_bad = torch.where((p.first_bad < 0) & bad, p.step + 1, p.first_bad)
+            p.position, p.since_log, p.step = p.position + 1, p.since_log + 1, p.step + 1
+            self.bar.update(1)
+            if p.step % config.log_every == 0 or p.position == steps:
+                self.log_interval()
+            if stop.requested and p.position < steps:
+                return None
+        means = dict(zip(STAT_NAMES, (p.total / steps).tolist()))
+        p.epoch, p.order, p.position, p.total, p.interval = p.epoch + 1, None, 0, None, None
+        return means
+
+    def log_interval(self) -> None:
+        """Read the interval's means and the non-finite flags off the device in one go."""
+        p = self.progress
+        values = torch.cat([p.interval / p.since_log, p.first_bad.to(p.interval.dtype)]).tolist()
+        first_bad = values[4:]
+        if max(first_bad) >= 0:
+            player = "discriminator" if first_bad[0] >= 0 else "generator"
+            step = int(min(s for s in first_bad if s >= 0))
+            newest = checkpoints.checkpoint_paths(self.run_dir)
+            kept = f"the last checkpoint, {newest[-1].name}, is untouched" if newest else "no checkpoint was written"
+            raise GannetError(
+                f"The {player}'s loss became NaN or infinite at step {step}; the run stops ({kept}). Try a lower --lr."
+            )
+        log_metrics(self.writer, self.bar, self.players, p, dict(zip(STAT_NAMES, values[:4])))
+        p.interval.zero_()
+        p.since_log = 0
+
+    def finish_epoch(self, means: dict[str, float], seconds: float) -> None:
+        """After epoch `progress.epoch`: Parzen monitor, summary line, sample picture, checkpoint."""
+        config, p = self.config, self.progress
+        note = ""
+        if config.parzen_every and p.epoch % config.parzen_every == 0:
+            monitor = monitor_parzen(self.players, config, self.data, self.fixed_noise.device)
+            self.writer.write(p.step, {"epoch": p.epoch - 1, **monitor})
+            note = f"  parzen/valid {monitor['parzen/valid']:.1f}"
+            if monitor["parzen/valid"] > p.best_parzen:
+                p.best_parzen = monitor["parzen/valid"]
+                checkpoints.save_best(self.run_dir, p.epoch, players_weights(self.players), config, monitor)
+                note += " (best)"
+        self.bar.write(
+            f"epoch {p.epoch}/{config.epochs}  step {p.step}  "
+            f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
+            f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}{note}  {seconds:.1f} s",
+            file=sys.stderr,
+        )
+        picture = self.run_dir / "samples" / f"epoch-{p.epoch:04d}.png"
+        save_epoch_picture(self.players, self.data, self.fixed_noise, picture, title=f"epoch {p.epoch}")
+        if p.epoch % config.checkpoint_every == 0 or p.epoch == config.epochs:
+            self.save_checkpoint()
+
+    def save_checkpoint(self) -> Path:
+        state = training_state(self.players, self.progress, self.data_rng, self.fixed_noise)
+        return checkpoints.save(
+            self.run_dir,
+            players_weights(self.players),
+            state,
+            self.config,
+            self.config.keep_checkpoints,
+        )
 
 
 def players_weights(players: Players) -> dict[str, torch.Tensor]:
@@ -307,18 +377,16 @@ def players_weights(players: Players) -> dict[str, torch.Tensor]:
 
 
 def log_metrics(
-    writer: MetricsWriter, bar: tqdm, players: Players, progress: Progress, means: torch.Tensor
-) -> dict[str, float]:
-    """Read the interval's means off the device (the loop's one sync) and write them."""
-    values = dict(zip(STAT_NAMES, means.tolist()))
-    values.update(
-        {
-            "epoch": progress.epoch,  # the epoch being played (0-based)
-            "lr/g": players.optimizer_g.param_groups[0]["lr"],
-            "lr/d": players.optimizer_d.param_groups[0]["lr"],
-            "momentum": players.optimizer_d.param_groups[0].get("momentum", float("nan")),
-        }
-    )
+    writer: MetricsWriter, bar: tqdm, players: Players, progress: Progress, values: dict[str, float]
+) -> None:
+    """Write one metrics record (the interval's means, read off the device by the caller)."""
+    values = {
+        **values,
+        "epoch": progress.epoch,  # the epoch being played (0-based)
+        "lr/g": players.optimizer_g.param_groups[0]["lr"],
+        "lr/d": players.optimizer_d.param_groups[0]["lr"],
+        "momentum": players.optimizer_d.param_groups[0].get("momentum", float("nan")),
+    }
     writer.write(progress.step, values)
     bar.set_postfix(
         {
@@ -329,4 +397,3 @@ def log_metrics(
         },
         refresh=False,
     )
-    return values
