@@ -113,7 +113,13 @@ def test_kill_9_loses_at_most_one_checkpoint_interval(straight, tmp_path, data_d
     process.wait(timeout=60)
     newest = checkpoints.checkpoint_paths(run_dir)[-1]
     assert newest.name == "epoch-0001.safetensors"
-    assert gannet("train", "--resume", run_dir)[0] == 0
+    resumed = subprocess.run(
+        [sys.executable, "-m", "gannet", "train", "--resume", str(run_dir), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # a fresh process
+    assert resumed.returncode == 0, resumed.stderr
     steps = [m["step"] for m in read_metrics(run_dir)]
     assert steps == sorted(set(steps)) and steps[-1] == 60  # continued from step 20, nothing logged twice
     assert_same_run(straight, run_dir)
