@@ -64,7 +64,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         else:
             kwargs.update(type=_optional(scalar) if optional else scalar, choices=f.metadata["choices"])
             kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}" if f.metadata["choices"] else None
-        group.add_argument(f"--{flag(name)}", **kwargs)
+        aliases = ["--data"] if name == "dataset" else []  # `--data folder:PATH`, as users write it
+        group.add_argument(f"--{flag(name)}", *aliases, **kwargs)
 
 
 def build_parser() -> Parser:
@@ -168,7 +169,7 @@ def build_parser() -> Parser:
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
     data_sub.required = True
     check = data_sub.add_parser("check", help="say what is present and verified, and where")
-    check.add_argument("name", nargs="?", default="mnist", choices=["mnist"])
+    check.add_argument("name", nargs="?", help="mnist, toy1d, ring8, grid25 or folder:PATH [all but folders]")
     check.add_argument("--data-dir")
     download = data_sub.add_parser("download", help="download and verify a data set")
     download.add_argument("name", choices=["mnist"])
@@ -272,16 +273,32 @@ def cmd_data(args: argparse.Namespace) -> int:
         folder = data.download_mnist(target)
         print(f"gannet: MNIST is in {folder}, verified.")
         return 0
-    folder = data.find_mnist(args.data_dir)
+    for name in [args.name] if args.name else ["mnist", "toy1d", "ring8", "grid25"]:
+        print(check_dataset(name, args.data_dir))
+    return 0
+
+
+def check_dataset(name: str, data_dir: str | None) -> str:
+    """One line: is the data set present and verified, and where."""
+    from gannet import data
+
+    if name in ("toy1d", "ring8", "grid25"):
+        return f"{name}: generated from a fixed seed; no files needed."
+    if name.startswith(data.FOLDER_PREFIX):
+        folder = Path(name[len(data.FOLDER_PREFIX) :]).expanduser()
+        files = data.image_files(folder)
+        return f"{name}: {len(files):,} PNG/JPEG images under {folder.resolve()} (decoded and cached on first use)."
+    if name != "mnist":
+        raise GannetError(f"Unknown data set '{name}'; known: mnist, toy1d, ring8, grid25, or folder:PATH.")
+    folder = data.find_mnist(data_dir)
     if folder is None:
-        places = ", ".join(str(d / "mnist") for d in data.search_dirs(args.data_dir))
+        places = ", ".join(str(d / "mnist") for d in data.search_dirs(data_dir))
         raise GannetError(f"MNIST is not present (looked in {places}); run `gannet data download mnist`.")
     dataset = data.load_mnist(folder)  # verifies every file's checksum
-    print(
+    return (
         f"mnist: present and verified in {folder} (train {len(dataset.train):,}, "
-        f"valid {len(dataset.valid):,}, test {len(dataset.test):,})"
+        f"valid {len(dataset.valid):,}, test {len(dataset.test):,})."
     )
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ NOISE_PRIORS = ("uniform-sqrt3", "uniform", "gaussian")
 GENERATOR_LOSSES = ("non-saturating", "minimax", "maximum-likelihood")
 UPDATE_SCHEMES = ("simultaneous", "alternating")
 OPTIMIZERS = ("sgd", "adam")
-DATASETS = ("mnist", "toy1d")
+DATASETS = ("mnist", "toy1d", "ring8", "grid25")  # or folder:PATH
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -38,7 +38,9 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> A
 class TrainConfig:
     # --- what is trained, on what --------------------------------------------------------
     preset: str = option("mnist", "Name of the preset these values started from.")
-    dataset: str = option("mnist", "Data set to train on.", DATASETS)
+    dataset: str = option("mnist", "Data set: mnist, toy1d, ring8, grid25, or folder:PATH (any PNG/JPEG images).")
+    image_size: int = option(28, "folder:PATH data: images are centre-cropped and resized to N x N.")
+    channels: int = option(1, "folder:PATH data: 1 (grey) or 3 (RGB).")
     data_dir: str | None = option(None, "Folder holding data sets (else $GANNET_DATA, else the per-user cache).")
     download: bool = option(True, "Download a missing data set into the data folder.")
     train_limit: int | None = option(
@@ -141,7 +143,16 @@ class TrainConfig:
                 "--parzen-every must not be negative and --parzen-samples must be at least 1",
             ),
         ]
-        for name in ("dataset", "update", "generator_loss", "noise", "optimizer", "generator_output"):
+        checks.append(
+            (
+                self.dataset in DATASETS or self.dataset.startswith("folder:"),
+                f"--data must be one of {', '.join(DATASETS)} or folder:PATH, not {self.dataset!r}",
+            )
+        )
+        checks.append(
+            (self.image_size >= 4 and self.channels in (1, 3), "--image-size must be at least 4 and --channels 1 or 3")
+        )
+        for name in ("update", "generator_loss", "noise", "optimizer", "generator_output"):
             choices = FIELDS[name].metadata["choices"]
             checks.append((getattr(self, name) in choices, f"--{flag(name)} must be one of {', '.join(choices)}"))
         for ok, message in checks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import urllib.error
@@ -222,19 +223,131 @@ def toy1d() -> Dataset:
     return Dataset(name="toy1d", shape=(1,), **splits)
 
 
+# --- the 2-D mode-collapse benchmarks -----------------------------------------------------
+
+TOY2D_SIZES = {"train": 20_000, "valid": 2_000, "test": 2_000}
+
+
+def toy2d_modes(name: str) -> tuple[torch.Tensor, float]:
+    """(modes (K, 2), standard deviation) of ring8 (8 Gaussians on a circle of radius 2, std 0.02)
+    or grid25 (a 5×5 grid of Gaussians at −4, −2, …, 4, std 0.05), the usual settings."""
+    if name == "ring8":
+        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+        return torch.stack([2 * angles.cos(), 2 * angles.sin()], dim=1).float(), 0.02
+    ticks = torch.arange(-4.0, 5.0, 2.0)
+    return torch.cartesian_prod(ticks, ticks), 0.05
+
+
+def toy2d(name: str) -> Dataset:
+    """Equal mixtures of isotropic Gaussians, drawn once from a fixed seed; labels = mode index."""
+    modes, std = toy2d_modes(name)
+    rng = torch.Generator().manual_seed(20140610)
+    splits, labels = {}, {}
+    for split, n in TOY2D_SIZES.items():
+        which = torch.randint(len(modes), (n,), generator=rng)
+        splits[split] = modes[which] + std * torch.randn(n, 2, generator=rng)
+        labels[split] = which
+    return Dataset(name=name, shape=(2,), labels=labels, **splits)
+
+
+# --- any folder of images ------------------------------------------------------------------
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+FOLDER_PREFIX = "folder:"
+
+
+def image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise GannetError(f"No folder of images at {folder}.")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise GannetError(f"No PNG or JPEG images under {folder} (searched recursively).")
+    return files
+
+
+def decode_image(path: Path, size: int, channels: int) -> np.ndarray:
+    """One image as (channels·size·size,) float32 in [0, 1]: centre-cropped to a square, resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+            pixels = np.asarray(image, dtype=np.float32) / 255
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise GannetError(f"{path} cannot be decoded as an image ({error}).") from None
+    return (pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)).reshape(-1)  # (C·H·W,)
+
+
+def folder_dataset(folder: str | os.PathLike, size: int, channels: int, progress: bool | None = True) -> Dataset:
+    """Every PNG/JPEG under `folder`, decoded once and cached (keyed by the files' names, sizes
+    and times, the size and the channels): the next run reads one array. A fixed-seed shuffle
+    splits off 5 % (at most 1,000) for validation and as many for test."""
+    from tqdm import tqdm
+
+    folder = Path(folder).expanduser().resolve()
+    files = image_files(folder)
+    key = hashlib.sha256(f"{size}:{channels}".encode())
+    for f in files:
+        stat = f.stat()
+        key.update(f"{f.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    cache = cache_dir() / "folders" / f"{key.hexdigest()[:24]}.npy"
+    try:
+        pixels = np.load(cache, allow_pickle=False)
+    except (OSError, ValueError):
+        pixels = np.stack(
+            [
+                decode_image(f, size, channels)
+                for f in tqdm(files, desc="decoding images", unit="img", disable=progress is False)
+            ]
+        )
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, pixels)
+        os.replace(tmp, cache)
+    order = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(0))
+    held = min(1_000, len(pixels) // 20)
+    images = torch.from_numpy(pixels)[order]
+    return Dataset(
+        name=f"{FOLDER_PREFIX}{folder}",
+        train=images[2 * held :] if held else images,
+        valid=images[:held] if held else images,
+        test=images[held : 2 * held] if held else images,
+        shape=(channels, size, size),
+    )
+
+
 def load_dataset(
-    name: str, data_dir: str | os.PathLike | None = None, download: bool = True, progress: bool = True
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool | None = True,
+    image_size: int = 28,
+    channels: int = 1,
 ) -> Dataset:
     if name == "toy1d":
         return toy1d()
+    if name in ("ring8", "grid25"):
+        return toy2d(name)
     if name == "mnist":
-        return mnist(data_dir, download=download, progress=progress)
-    raise GannetError(f"Unknown data set '{name}'; known: mnist, toy1d.")
+        return mnist(data_dir, download=download, progress=progress is not False)
+    if name.startswith(FOLDER_PREFIX):
+        return folder_dataset(name[len(FOLDER_PREFIX) :], image_size, channels, progress)
+    raise GannetError(f"Unknown data set '{name}'; known: {', '.join(DATA_SHAPES)}, or folder:PATH.")
 
 
-DATA_SHAPES = {"mnist": (1, 28, 28), "toy1d": (1,)}
+def dataset_for(config, progress: bool | None = True) -> Dataset:
+    """The data set a TrainConfig names."""
+    return load_dataset(config.dataset, config.data_dir, config.download, progress, config.image_size, config.channels)
 
 
-def data_shape(name: str) -> tuple[int, ...]:
-    """One example's shape, known without loading the data set."""
-    return DATA_SHAPES[name]
+DATA_SHAPES = {"mnist": (1, 28, 28), "toy1d": (1,), "ring8": (2,), "grid25": (2,)}
+
+
+def data_shape(config) -> tuple[int, ...]:
+    """One example's shape under a TrainConfig, known without loading the data set."""
+    if config.dataset.startswith(FOLDER_PREFIX):
+        return (config.channels, config.image_size, config.image_size)
+    return DATA_SHAPES[config.dataset]

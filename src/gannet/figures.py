@@ -6,13 +6,14 @@ Figure 1, the 1-D game, is in figure1.py.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from gannet.data import data_shape, load_dataset
+from gannet.data import data_shape, dataset_for
 from gannet.errors import GannetError
 from gannet.images import grid_array
 from gannet.losses import GENERATOR_LOSSES
@@ -205,11 +206,11 @@ def make(name: str, output: Path, args) -> list[Path]:
         path, _ = figure1(output, args.run, args.gif, args.seed)
         return [path, *([args.gif] if args.gif else [])]
     generator, config, path = load_generator(args.run)
-    shape = data_shape(config.dataset)
+    shape = data_shape(config)
     if len(shape) != 3:
         raise GannetError(f"{name} draws images; {path} was trained on the 1-D {config.dataset} (try fig1).")
     if name == "fig2":
         samples = sample(generator, config, args.rows * (args.columns - 1), args.seed)
-        train = load_dataset(config.dataset, args.data_dir or config.data_dir).train
+        train = dataset_for(dataclasses.replace(config, data_dir=args.data_dir or config.data_dir)).train
         return [figure2(samples, train, shape, output, args.columns)]
     return [figure3(generator, config.noise, shape, output, args.rows, args.steps, args.seed)]

@@ -78,3 +78,42 @@ def save_histogram(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def save_scatter(samples: torch.Tensor, data: torch.Tensor, path: Path, title: str = "") -> Path:
+    """2-D samples (green) over the data (black)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    ax.scatter(*data[:5000].cpu().numpy().T, s=2, c="black", alpha=0.3, label="data")
+    ax.scatter(*samples.detach().cpu().numpy().T, s=2, c="green", alpha=0.5, label="G(z)")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=8, markerscale=4)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_samples_picture(
+    samples: torch.Tensor,
+    shape: tuple[int, ...],
+    path: Path,
+    data: torch.Tensor | None = None,
+    discriminator: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    title: str = "",
+) -> Path:
+    """The picture that suits the data: a grid of images, a 1-D histogram, or a 2-D scatter
+    (the last two drawn over `data`)."""
+    if len(shape) == 3:
+        return save_grid(samples, shape, path)
+    if shape == (2,):
+        return save_scatter(samples, data, path, title)
+    return save_histogram(samples, data, path, discriminator=discriminator, title=title)

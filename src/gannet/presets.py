@@ -8,6 +8,26 @@ import difflib
 from gannet.config import TrainConfig, from_dict
 from gannet.errors import GannetError
 
+TOY2D = {
+    "epochs": 30,
+    "latent_dim": 8,
+    "noise": "gaussian",
+    "generator_hidden": [128, 128],
+    "generator_output": "linear",
+    "generator_init": 0.2,
+    "generator_bias_from_data": False,
+    "discriminator_hidden": [128, 128],
+    "discriminator_init": 0.2,
+    "input_keep": 1.0,
+    "hidden_keep": 1.0,
+    "optimizer": "adam",
+    "lr": 0.001,
+    "lr_decay": 1.0,
+    "update": "alternating",
+    "parzen_every": 0,
+}
+
+
 PRESETS: dict[str, dict] = {
     "mnist": {
         "description": "The paper's MNIST model (Table 1, Figure 2a): maxout D with dropout, "
@@ -40,6 +60,16 @@ PRESETS: dict[str, dict] = {
             "log_every": 50,
             "parzen_every": 0,  # the histogram with D(x) in samples/ says more than a 1-D Parzen
         },
+    },
+    "ring8": {
+        "description": "Mode-collapse benchmark: 8 Gaussians on a circle (radius 2, std 0.02); "
+        "a scatter plot of samples each epoch.",
+        # the usual small MLPs and Adam of the mode-collapse literature (not a paper model)
+        "values": {"dataset": "ring8", **TOY2D},
+    },
+    "grid25": {
+        "description": "Mode-collapse benchmark: a 5x5 grid of Gaussians (spacing 2, std 0.05).",
+        "values": {"dataset": "grid25", **TOY2D},
     },
 }
 

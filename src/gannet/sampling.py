@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -11,9 +12,9 @@ import torch
 
 from gannet import checkpoints
 from gannet.config import TrainConfig
-from gannet.data import data_shape, load_dataset
+from gannet.data import data_shape, dataset_for
 from gannet.errors import GannetError
-from gannet.images import save_grid, save_histogram
+from gannet.images import save_samples_picture
 from gannet.networks import Generator, build_networks
 from gannet.noise import sample_noise
 
@@ -22,7 +23,7 @@ def load_generator(source: str | os.PathLike, device: str = "cpu") -> tuple[Gene
     """The generator of a run directory's newest checkpoint, or of a .safetensors file."""
     tensors, metadata, path = checkpoints.load_weights(source)
     config = checkpoints.checkpoint_config(metadata, path)
-    generator, _ = build_networks(config, math.prod(data_shape(config.dataset)))
+    generator, _ = build_networks(config, math.prod(data_shape(config)))
     weights, _ = checkpoints.split_weights(tensors)
     try:
         generator.load_state_dict(weights)
@@ -49,13 +50,12 @@ def sample(
 def write_samples(
     samples: torch.Tensor, config: TrainConfig, png: Path | None, npy: Path | None, data_dir: str | None = None
 ) -> None:
-    """Save samples as a picture (grid for images, histogram for 1-D data) and/or a .npy array."""
-    shape = data_shape(config.dataset)
+    """Save samples as a picture (a grid of images; 1-D and 2-D toys drawn over their data)
+    and/or a .npy array."""
+    shape = data_shape(config)
     if png is not None:
-        if len(shape) == 3:
-            save_grid(samples, shape, png)
-        else:
-            save_histogram(samples, load_dataset(config.dataset, data_dir).train, png)
+        data = None if len(shape) == 3 else dataset_for(dataclasses.replace(config, data_dir=data_dir)).train
+        save_samples_picture(samples, shape, png, data)
     if npy is not None:
         Path(npy).parent.mkdir(parents=True, exist_ok=True)
         np.save(npy, samples.cpu().numpy().astype(np.float32))

@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from gannet import checkpoints
 from gannet.config import TrainConfig
-from gannet.data import Dataset, load_dataset
+from gannet.data import Dataset, dataset_for
 from gannet.errors import GannetError
 from gannet.game import STAT_NAMES, Players, alternating_step, simultaneous_step
-from gannet.images import save_grid, save_histogram
+from gannet.images import save_samples_picture
 from gannet.interrupts import StopRequest, TrainingInterrupted
 from gannet.metrics import MetricsWriter
 from gannet.networks import build_networks
@@ -172,15 +172,10 @@ def monitor_parzen(players: Players, config: TrainConfig, data: Dataset, device:
 
 
 def save_epoch_picture(players: Players, data: Dataset, fixed_noise: torch.Tensor, path: Path, title: str) -> None:
-    G, D = players.generator, players.discriminator
-    G.eval()
-    D.eval()
+    G, D = players.generator.eval(), players.discriminator.eval()
     with torch.no_grad():
         samples = G(fixed_noise)
-    if data.is_image:
-        save_grid(samples, data.shape, path)
-    else:
-        save_histogram(samples, data.train, path, discriminator=D, title=title)
+    save_samples_picture(samples, data.shape, path, data.train, discriminator=D, title=title)
     G.train()
     D.train()
 
@@ -204,7 +199,7 @@ def train(
     prepare_run_dir(run_dir, resume, force)
     device = resolve_device(config.device)
     if data is None:
-        data = load_dataset(config.dataset, config.data_dir, config.download, progress_bar is not False)
+        data = dataset_for(config, progress_bar)
     train_set = data.train[: config.train_limit].to(device)  # (N, data_dim), resident
     steps_per_epoch = len(train_set) // examples_per_step(config)
     if steps_per_epoch == 0:
