@@ -61,8 +61,9 @@ def save_histogram(
     ax.hist(x_s, bins=bins, density=True, histtype="step", color="green", lw=2, label="G(z)")
     if discriminator is not None:
         grid = torch.linspace(lo, hi, 400).unsqueeze(1)
+        device = next(discriminator.parameters()).device if isinstance(discriminator, torch.nn.Module) else "cpu"
         with torch.no_grad():
-            d = torch.sigmoid(discriminator(grid)).cpu().numpy()
+            d = torch.sigmoid(discriminator(grid.to(device))).cpu().numpy()
         ax2 = ax.twinx()
         ax2.plot(grid.numpy()[:, 0], d, "b--", label="D(x)")
         ax2.set_ylim(0, 1)
