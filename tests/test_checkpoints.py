@@ -85,3 +85,13 @@ def test_a_flipped_bit_in_the_weights_is_caught(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(GannetError, match="is corrupt: its content does not match the SHA-256"):
         checkpoints.load_weights(path)
+
+
+def test_checkpoints_from_before_digests_still_load(tmp_path):
+    """Format 1 had no SHA-256: such a checkpoint loads (and its state too) without a check."""
+    path = save(tmp_path, 1)
+    tensors, metadata, _ = checkpoints.load_weights(path)
+    old = {k: v for k, v in metadata.items() if k not in ("sha256", "state_sha256")} | {"format_version": "1"}
+    checkpoints.write_atomic(path, checkpoints.safetensors_bytes(tensors, metadata=old))
+    assert checkpoints.load_weights(path)[1]["format_version"] == "1"
+    assert checkpoints.load_state(path)["step"] == 10

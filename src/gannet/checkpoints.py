@@ -26,7 +26,7 @@ from gannet.config import TrainConfig
 from gannet.errors import GannetError
 
 FORMAT = "gannet"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: SHA-256 digests of the content and of the training state
 # epoch-0003.safetensors: after 3 epochs; epoch-0003-step-00001600.safetensors: stopped inside
 # the 4th epoch, after step 1600 (Ctrl-C / SIGTERM).
 _NAME = re.compile(r"epoch-(\d+)(?:-step-(\d+))?\.safetensors$")
@@ -169,7 +169,9 @@ def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
         raise GannetError(f"{path} is not a gannet checkpoint (not a readable safetensors file: {error}).") from None
     if metadata.get("format") != FORMAT:
         raise GannetError(f"{path} is not a gannet checkpoint (its metadata names no gannet format).")
-    if metadata.get("sha256") != content_digest(tensors, metadata):
+    # Format 1 (before digests) has none to check: safetensors and weights_only still keep such
+    # files from running code; the digest adds the detection of corrupted bytes.
+    if "sha256" in metadata and metadata["sha256"] != content_digest(tensors, metadata):
         raise GannetError(f"{path} is corrupt: its content does not match the SHA-256 recorded when it was written.")
     return tensors, metadata, path
 
