@@ -177,6 +177,18 @@ def build_parser() -> Parser:
     quality.add_argument("--data-dir", help="data folder (MNIST's test images)")
     quality.add_argument("-o", "--output", type=Path, help="JSON result [RUN_DIR/quality.json]")
 
+    features = eval_sub.add_parser(
+        "features",
+        help="linear classifiers on D's features vs raw pixels, with 10, 100 and all labels",
+        allow_abbrev=False,
+        description="Semi-supervised use of the discriminator: test accuracy of a linear classifier on D's "
+        "hidden features and on raw pixels, trained with 10 and 100 labelled examples per class and with all labels.",
+    )
+    features.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    features.add_argument("--data-dir", help="data folder (MNIST)")
+    features.add_argument("--num-train", type=int, help="use the first N training images [all 50,000]")
+    features.add_argument("-o", "--output", type=Path, help="JSON result [RUN_DIR/features.json]")
+
     sub.add_parser("presets", help="list the named presets", allow_abbrev=False)
 
     data = sub.add_parser("data", help="check or download data sets", allow_abbrev=False)
@@ -318,7 +330,40 @@ def check_dataset(name: str, data_dir: str | None) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.eval_command == "quality":
         return cmd_quality(args)
+    if args.eval_command == "features":
+        return cmd_features(args)
     return cmd_parzen(args)
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from gannet import checkpoints, data
+    from gannet.networks import build_networks
+    from gannet.semisupervised import probe_table
+
+    tensors, metadata, path = checkpoints.load_weights(args.source)
+    config = checkpoints.checkpoint_config(metadata, path)
+    if config.dataset != "mnist":
+        raise GannetError(f"Feature probes need labelled MNIST; {path} was trained on {config.dataset}.")
+    _, discriminator = build_networks(config, math.prod(data.data_shape(config)))
+    discriminator.load_state_dict(checkpoints.split_weights(tensors)[1])
+    mnist = data.load_dataset("mnist", args.data_dir or config.data_dir)
+    if args.num_train is not None and args.num_train < 100:
+        raise GannetError("--num-train must be at least 100 (10 labelled examples of each digit).")
+    n = args.num_train or len(mnist.train)
+    table = probe_table(discriminator, mnist.train[:n], mnist.labels["train"][:n], mnist.test, mnist.labels["test"])
+    print(f"{path}: test accuracy of a linear classifier (logistic regression)")
+    print(f"  {'labels':<18} {'D features':>10} {'raw pixels':>10}")
+    for n, row in table.items():
+        label = f"all {len(mnist.train[: args.num_train or None]):,}" if n == "all" else f"{n} per class"
+        print(f"  {label:<18} {row['discriminator']:>10.4f} {row['pixels']:>10.4f}")
+    source = Path(args.source)
+    output = args.output or (source if source.is_dir() else checkpoints.resolve(source).parent.parent) / "features.json"
+    Path(output).write_text(json.dumps({"source": str(path), "test_accuracy": table}, indent=2) + "\n")
+    print(f"  saved to {output}")
+    return 0
 
 
 def cmd_quality(args: argparse.Namespace) -> int:

@@ -1,0 +1,48 @@
+import json
+
+import torch
+
+from gannet.networks import Discriminator
+from gannet.semisupervised import discriminator_features, labelled_subset, linear_probe
+
+from .conftest import gannet
+
+
+def test_labelled_subset_takes_n_of_each_class_reproducibly():
+    labels = torch.arange(10).repeat(30)
+    idx = labelled_subset(labels, 7, seed=1)
+    assert torch.bincount(labels[idx]).tolist() == [7] * 10
+    assert torch.equal(idx, labelled_subset(labels, 7, seed=1))
+    assert len(labelled_subset(labels, None)) == 300
+
+
+def test_features_are_the_maxout_layers_without_dropout():
+    torch.manual_seed(0)
+    D = Discriminator(12, [6, 4], pieces=3, input_keep=0.5, hidden_keep=0.5).train()
+    x = torch.rand(9, 12)
+    features = discriminator_features(D, x)
+    h1 = D.hidden[0](x)
+    assert (
+        features.shape == (9, 10) and torch.equal(features[:, :6], h1) and torch.equal(features[:, 6:], D.hidden[1](h1))
+    )
+
+
+def test_linear_probe_separates_separable_classes_and_not_random_ones():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 5, generator=g) * 5
+    y = torch.arange(3).repeat(200)
+    x = centres[y] + 0.3 * torch.randn(600, 5, generator=g)
+    assert linear_probe(x[:300], y[:300], x[300:], y[300:], per_class=10) == 1.0
+    shuffled = y[torch.randperm(600, generator=g)]
+    assert linear_probe(x[:300], shuffled[:300], x[300:], shuffled[300:], per_class=None) < 0.5
+
+
+def test_eval_features_writes_the_table(mnist_run, data_dir, capsys):
+    code, out = gannet("eval", "features", mnist_run, "--num-train", 2000, "--data-dir", data_dir, capsys=capsys)
+    assert code == 0 and "10 per class" in out.out and "all 2,000" in out.out
+    table = json.loads((mnist_run / "features.json").read_text())["test_accuracy"]
+    assert set(table) == {"10", "100", "all"}
+    assert all(0.1 < row["pixels"] <= 1 and 0 <= row["discriminator"] <= 1 for row in table.values())
+    assert table["all"]["pixels"] > table["10"]["pixels"]  # more labels help a pixel classifier
+    code, out = gannet("eval", "features", mnist_run, "--num-train", 50, capsys=capsys)
+    assert code == 2 and "--num-train must be at least 100" in out.err
