@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from gannet import images
 from gannet.data import data_shape, dataset_for
 from gannet.errors import GannetError
-from gannet.images import grid_array
+from gannet.images import grid_array, pyplot
 from gannet.losses import GENERATOR_LOSSES
 from gannet.metrics import read_metrics
 from gannet.networks import Generator
@@ -23,21 +24,8 @@ from gannet.noise import sample_noise
 from gannet.sampling import load_generator, sample
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save_figure(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    pyplot().close(fig)
-    return path
+    return images.save_figure(fig, path, dpi=150, bbox_inches="tight")
 
 
 # --- the tutorial's costs figure ------------------------------------------------------------

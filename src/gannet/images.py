@@ -39,6 +39,25 @@ def save_grid(
     return path
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path, **savefig_options) -> Path:
+    """Write a matplotlib figure (type from the suffix), creating folders, then free it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, **savefig_options)
+    pyplot().close(fig)
+    return path
+
+
 def save_histogram(
     samples: torch.Tensor,
     data: torch.Tensor,
@@ -47,10 +66,7 @@ def save_histogram(
     title: str = "",
 ) -> Path:
     """1-D samples against the data: both histograms as densities, and D(x) when given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     x_s, x_d = samples.detach().cpu().flatten().numpy(), data.cpu().flatten().numpy()
     lo = float(min(np.percentile(x_d, 0.1), np.percentile(x_s, 0.5))) - 0.5
@@ -74,19 +90,12 @@ def save_histogram(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_scatter(samples: torch.Tensor, data: torch.Tensor, path: Path, title: str = "") -> Path:
     """2-D samples (green) over the data (black)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     ax.scatter(*data[:5000].cpu().numpy().T, s=2, c="black", alpha=0.3, label="data")
@@ -96,11 +105,7 @@ def save_scatter(samples: torch.Tensor, data: torch.Tensor, path: Path, title: s
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def save_samples_picture(
