@@ -286,3 +286,20 @@ def test_fuzzed_configs_end_in_a_clear_error(tmp_path):
     ]
     outcomes = only_clear_errors(load, [*mutations(6, original, 60), *typed])
     assert outcomes["refused"] >= 60
+
+
+def test_a_run_checkpointed_before_mid_epoch_states_still_resumes(tmp_path):
+    """Early checkpoints (format 1) had no digests and no progress / NumPy / Python RNG state."""
+    run_dir = tmp_path / "toy"
+    assert gannet("train", "toy1d", "--epochs", 1, "--run-dir", run_dir, "--no-progress")[0] == 0
+    path = checkpoints.checkpoint_paths(run_dir)[-1]
+    state = load_state(path)
+    old_state = {k: v for k, v in state.items() if k not in ("progress", "rng_numpy", "rng_python")}
+    buffer = __import__("io").BytesIO()
+    torch.save(old_state, buffer)
+    checkpoints.state_path(path).write_bytes(buffer.getvalue())
+    tensors, metadata, _ = load_weights(path)
+    old = {k: v for k, v in metadata.items() if k not in ("sha256", "state_sha256")} | {"format_version": "1"}
+    checkpoints.write_atomic(path, checkpoints.safetensors_bytes(tensors, metadata=old))
+    assert gannet("train", "--resume", run_dir, "--epochs", 2)[0] == 0
+    assert [m["step"] for m in read_metrics(run_dir)][-1] == 200

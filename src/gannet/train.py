@@ -149,9 +149,12 @@ def restore(
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     data_rng.set_state(state["rng_data"])
-    kind, keys, *rest = state["rng_numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(state["rng_python"])
+    if "rng_numpy" in state:  # states from before mid-epoch checkpoints lack these three
+        kind, keys, *rest = state["rng_numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+        random.setstate(state["rng_python"])
+    if "progress" not in state:  # taken at an epoch's end, like every checkpoint of that time
+        return Progress(state["epoch"], state["step"], state.get("best_parzen", float("-inf"))), state["fixed_noise"]
     return Progress.from_state(state["progress"], device), state["fixed_noise"]
 
 
