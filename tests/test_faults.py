@@ -303,3 +303,19 @@ def test_a_run_checkpointed_before_mid_epoch_states_still_resumes(tmp_path):
     checkpoints.write_atomic(path, checkpoints.safetensors_bytes(tensors, metadata=old))
     assert gannet("train", "--resume", run_dir, "--epochs", 2)[0] == 0
     assert [m["step"] for m in read_metrics(run_dir)][-1] == 200
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_a_whole_checkpoint(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    process = start([*RUN, "--run-dir", str(run_dir)], data_dir)
+    wait_for_step(run_dir, 24, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.02)  # the second arrives while the step finishes or the checkpoint is written
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    assert "Traceback" not in process.stderr.read()
+    folder = run_dir / "checkpoints"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary file left
+    newest = checkpoints.checkpoint_paths(run_dir)[-1]  # the epoch-1 one, or the new mid-epoch one
+    load_state(newest)
+    assert gannet("train", "--resume", run_dir)[0] == 0
