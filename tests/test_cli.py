@@ -216,3 +216,10 @@ def test_training_monitors_parzen_and_keeps_the_best_checkpoint(mnist_run):
     assert metadata["epoch"] == str(best["epoch"] + 1)
     # `best` is not in the rotation: the newest checkpoint of the run is still epoch 2
     assert load_weights(mnist_run)[2].name == "epoch-0002.safetensors"
+
+
+def test_bare_command_shows_help_and_top_level_errors_read_once(capsys):
+    code, out = gannet(capsys=capsys)
+    assert code == 0 and "train" in out.out and "eval" in out.out and "figures" in out.out
+    code, out = gannet("trian", capsys=capsys)
+    assert code == 2 and out.err.startswith("gannet: error: argument COMMAND: invalid choice: 'trian'")

@@ -24,7 +24,8 @@ class Parser(argparse.ArgumentParser):
     """argparse whose errors become GannetError (one sentence, no usage dump)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise GannetError(f"{self.prog}: {message}.")
+        where = "" if self.prog == "gannet" else f"{self.prog}: "  # main() already says "gannet: error:"
+        raise GannetError(f"{where}{message}.")
 
 
 def _list_of(scalar: type):
@@ -576,6 +577,9 @@ COMMANDS = {
 
 def run(argv: list[str]) -> int:
     parser = build_parser()
+    if not argv:  # a bare `gannet`: show what it can do
+        parser.print_help()
+        return 0
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         raise GannetError(_suggest(parser, argv, unknown))
