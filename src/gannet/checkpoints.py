@@ -158,6 +158,13 @@ def resolve(source: str | os.PathLike) -> Path:
     return source
 
 
+def run_dir_of(source: str | os.PathLike) -> Path:
+    """The run directory a run-or-checkpoint argument belongs to (a checkpoint lives in
+    RUN_DIR/checkpoints/): where evaluations write their results."""
+    source = Path(source)
+    return source if source.is_dir() else resolve(source).parent.parent
+
+
 def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
     """(tensors, metadata, path) of a gannet checkpoint; anything else is a GannetError."""
     path = resolve(source)

@@ -373,8 +373,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     for n, row in table.items():
         label = f"all {len(mnist.train[: args.num_train or None]):,}" if n == "all" else f"{n} per class"
         print(f"  {label:<18} {row['discriminator']:>10.4f} {row['pixels']:>10.4f}")
-    source = Path(args.source)
-    output = args.output or (source if source.is_dir() else checkpoints.resolve(source).parent.parent) / "features.json"
+    output = args.output or checkpoints.run_dir_of(args.source) / "features.json"
     Path(output).write_text(json.dumps({"source": str(path), "test_accuracy": table}, indent=2) + "\n")
     print(f"  saved to {output}")
     return 0
@@ -385,7 +384,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     import json
 
     from gannet import data, quality
-    from gannet.checkpoints import resolve
+    from gannet.checkpoints import run_dir_of
     from gannet.sampling import load_generator, sample
 
     if args.num_samples < 2:
@@ -415,8 +414,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
         raise GannetError(
             f"Quality metrics exist for mnist, ring8 and grid25 runs; {path} was trained on {config.dataset}."
         )
-    source = Path(args.source)
-    output = args.output or (source if source.is_dir() else resolve(source).parent.parent) / "quality.json"
+    output = args.output or run_dir_of(args.source) / "quality.json"
     Path(output).write_text(json.dumps(record, indent=2) + "\n")
     print(f"  saved to {output}")
     return 0
@@ -428,7 +426,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     import torch
 
     from gannet import data, parzen
-    from gannet.checkpoints import resolve
+    from gannet.checkpoints import run_dir_of
     from gannet.sampling import load_generator, load_samples_file, sample
     from gannet.train import resolve_device
 
@@ -449,9 +447,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         if config.dataset != args.dataset:
             raise GannetError(f"{path} was trained on {config.dataset}, not {args.dataset}.")
         samples = sample(generator, config, args.num_samples, args.seed, str(device))
-        source = Path(args.source)
-        run_dir = source if source.is_dir() else resolve(source).parent.parent
-        origin, output = str(path), args.output or run_dir / "parzen.json"
+        origin, output = str(path), args.output or run_dir_of(args.source) / "parzen.json"
     sigmas = args.sigmas or parzen.PAPER_SIGMAS
     valid, test = dataset.valid[: args.num_valid].to(device), dataset.test[: args.num_test].to(device)
 
@@ -510,13 +506,14 @@ def cmd_theory(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
     import torch
     from safetensors.torch import save_file
 
     from gannet import data, inference
-    from gannet.checkpoints import resolve
+    from gannet.checkpoints import run_dir_of
     from gannet.images import save_grid
     from gannet.sampling import load_generator
 
@@ -526,15 +523,11 @@ def cmd_infer(args: argparse.Namespace) -> int:
     shape = data.data_shape(config)
     if len(shape) != 3:
         raise GannetError(f"`gannet infer` reconstructs images; {path} was trained on {config.dataset}.")
-    source = Path(args.source)
-    out = args.output_dir or (source if source.is_dir() else resolve(source).parent.parent) / "inference"
+    out = args.output_dir or run_dir_of(args.source) / "inference"
     out.mkdir(parents=True, exist_ok=True)
     encoder, losses = inference.train_encoder(generator, config, args.steps, seed=args.seed)
-    test = (
-        data.dataset_for(config).test
-        if config.dataset != "mnist"
-        else data.load_dataset("mnist", args.data_dir or config.data_dir).test
-    )
+    # the run's own data set (folder runs included), with --data-dir overriding where MNIST lives
+    test = data.dataset_for(dataclasses.replace(config, data_dir=args.data_dir or config.data_dir)).test
     recon = inference.reconstruct(encoder, generator, test[:1000])
     pixel_mse = torch.nn.functional.mse_loss(recon, test[:1000]).item()
     mean_image_mse = torch.nn.functional.mse_loss(test[:1000].mean(0).expand(1000, -1), test[:1000]).item()
