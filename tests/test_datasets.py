@@ -110,7 +110,7 @@ def test_folder_errors_are_one_sentence(tmp_path, capsys):
     with pytest.raises(GannetError, match=r"x.png cannot be decoded as an image"):
         folder_dataset(tmp_path / "bad", 28, 1)
     code, out = gannet("train", "mnist", "--data", "cifar100", "--run-dir", tmp_path / "r2", capsys=capsys)
-    assert code == 2 and "--data must be one of mnist, toy1d, ring8, grid25 or folder:PATH" in out.err
+    assert code == 2 and "--data must be one of mnist, cifar10, tfd, toy1d, ring8, grid25 or folder:PATH" in out.err
 
 
 def test_data_check_says_what_is_there_and_where(image_folder, data_dir, capsys):

@@ -44,7 +44,7 @@ def test_figure2_puts_the_nearest_training_example_in_the_outlined_last_column(m
 
 def test_figure3_rows_walk_between_two_points_in_z(mnist_run):
     generator, config, _ = load_generator(mnist_run)
-    rows = interpolation_rows(generator, config.noise, rows=2, steps=5, seed=3).reshape(2, 5, -1)
+    rows = interpolation_rows(generator, config, rows=2, steps=5, seed=3).reshape(2, 5, -1)
     from gannet.noise import sample_noise
 
     ends = sample_noise(config.noise, 4, 100, generator=torch.Generator().manual_seed(3)).reshape(2, 2, -1)

@@ -98,6 +98,7 @@ def build_parser() -> Parser:
     sample.add_argument("-o", "--output", type=Path, help="picture to write [samples.png unless --npy]")
     sample.add_argument("--npy", type=Path, help="also write the raw array, shape (n, data_dim)")
     sample.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    sample.add_argument("--label", type=int, help="a conditional model's class to draw [each sample a random class]")
     sample.add_argument("--device", default="cpu", help="cpu, cuda, ... [cpu]")
     sample.add_argument("--data-dir", help="data folder (1-D toys draw the data beside the samples)")
 
@@ -112,14 +113,20 @@ def build_parser() -> Parser:
         "chosen on validation images, mean test log-likelihood ± standard error.",
     )
     parzen.add_argument("source", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT")
-    parzen.add_argument("--samples", type=Path, help="evaluate an (N, 784) .npy/.npz array in [0, 1] instead")
-    parzen.add_argument("--dataset", default="mnist", choices=["mnist"], help="test and validation data [mnist]")
+    parzen.add_argument(
+        "--samples", type=Path, help="evaluate an (N, 784) .npy/.npz array in [0, 1] instead (N, 2304 for tfd)"
+    )
+    parzen.add_argument(
+        "--dataset", default="mnist", choices=["mnist", "tfd"], help="test and validation data (tfd: fold 0) [mnist]"
+    )
     parzen.add_argument("--sigma", type=float, help="use this sigma (skip the validation search)")
     parzen.add_argument(
         "--sigmas", type=_list_of(float), metavar="A,B,...", help="sigmas to search [logspace(-1, 0, 10)]"
     )
     parzen.add_argument("--num-samples", type=int, default=10_000, help="samples to draw from G [10000]")
-    parzen.add_argument("--num-valid", type=int, default=1_000, help="first N validation images [1000]")
+    parzen.add_argument(
+        "--num-valid", type=int, help="first N validation images [1000 for mnist, all for tfd, as the 2014 script]"
+    )
     parzen.add_argument("--num-test", type=int, default=10_000, help="first N test images [10000]")
     parzen.add_argument("--batch-size", type=int, help="test rows per chunk [chosen to bound memory]")
     parzen.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, ... [auto]")
@@ -140,18 +147,21 @@ def build_parser() -> Parser:
         "fig1": "Figure 1: the 1-D game in four panels (trains the toy, or takes a toy1d run)",
         "fig2": "Figure 2: samples, the right-most column the nearest training example of its neighbour",
         "fig3": "Figure 3: samples along straight lines in z",
+        "classes": "a conditional model's samples, one row per class (each column one z)",
         "costs": "the tutorial's figure: J(G) against D(G(z)) for the three generator costs",
         "curves": "training curves from a run's metrics.jsonl",
     }
     for name, text in specs.items():
         fig = figs.add_parser(name, help=text, description=text, allow_abbrev=False)
-        if name in ("fig2", "fig3", "curves"):
+        if name in ("fig2", "fig3", "classes", "curves"):
             fig.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT" if name != "curves" else "RUN_DIR")
         if name == "fig1":
             fig.add_argument("run", nargs="?", metavar="TOY1D_RUN_DIR", help="start from this run [train one]")
             fig.add_argument("--gif", type=Path, help="also animate the whole game into this GIF")
-        if name in ("fig1", "fig2", "fig3"):
+        if name in ("fig1", "fig2", "fig3", "classes"):
             fig.add_argument("--seed", type=int, default=0, help="seed [0]")
+        if name == "classes":
+            fig.add_argument("--columns", type=int, default=10, help="samples per class [10]")
         if name == "fig2":
             fig.add_argument("--rows", type=int, default=8, help="rows [8]")
             fig.add_argument("--columns", type=int, default=6, help="columns, the last for neighbours [6]")
@@ -209,10 +219,12 @@ def build_parser() -> Parser:
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
     data_sub.required = True
     check = data_sub.add_parser("check", help="say what is present and verified, and where")
-    check.add_argument("name", nargs="?", help="mnist, toy1d, ring8, grid25 or folder:PATH [all but folders]")
+    check.add_argument(
+        "name", nargs="?", help="mnist, cifar10, tfd, toy1d, ring8, grid25 or folder:PATH [all but folders]"
+    )
     check.add_argument("--data-dir")
     download = data_sub.add_parser("download", help="download and verify a data set")
-    download.add_argument("name", choices=["mnist"])
+    download.add_argument("name", choices=["mnist", "cifar10"])
     download.add_argument("--data-dir", help="where to put it [$GANNET_DATA, else the per-user cache]")
     return parser
 
@@ -290,7 +302,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device))
     generator, config, path = load_generator(args.source, device)
     output = args.output if args.output or args.npy else Path("samples.png")
-    samples = sample(generator, config, args.num_samples, args.seed, device)
+    samples = sample(generator, config, args.num_samples, args.seed, device, label=args.label)
     write_samples(samples, config, output, args.npy, args.data_dir or config.data_dir)
     written = " and ".join(str(p) for p in (output, args.npy) if p)
     print(f"gannet: {args.num_samples} samples from {path} written to {written}.", file=sys.stderr)
@@ -310,12 +322,20 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.data_command == "download":
         target = data.search_dirs(args.data_dir)[0]
-        folder = data.download_mnist(target)
-        print(f"gannet: MNIST is in {folder}, verified.")
+        where = data.download_mnist(target) if args.name == "mnist" else data.download_cifar10(target)
+        print(f"gannet: {args.name} is in {where}, verified.")
         return 0
-    for name in [args.name] if args.name else ["mnist", "toy1d", "ring8", "grid25"]:
-        print(check_dataset(name, args.data_dir))
-    return 0
+    if args.name:
+        print(check_dataset(args.name, args.data_dir))
+        return 0
+    failures = 0
+    for name in data.DATA_SHAPES:  # every data set, one line each, absent ones included
+        try:
+            print(check_dataset(name, args.data_dir))
+        except GannetError as error:
+            print(f"{name}: {error}")
+            failures += name == "mnist"  # the others are optional
+    return 1 if failures else 0
 
 
 def check_dataset(name: str, data_dir: str | None) -> str:
@@ -328,17 +348,28 @@ def check_dataset(name: str, data_dir: str | None) -> str:
         folder = Path(name[len(data.FOLDER_PREFIX) :]).expanduser()
         files = data.image_files(folder)
         return f"{name}: {len(files):,} PNG/JPEG images under {folder.resolve()} (decoded and cached on first use)."
+    if name == "cifar10":
+        path = data.find_cifar10(data_dir)
+        if path is None:
+            places = ", ".join(str(d / "cifar10") for d in data.search_dirs(data_dir))
+            raise GannetError(f"CIFAR-10 is not present (looked in {places}); run `gannet data download cifar10`.")
+        dataset = data.load_cifar10(path)
+        return f"cifar10: present and verified in {path} ({_split_sizes(dataset)})."
+    if name == "tfd":
+        dataset = data.tfd(data_dir)
+        return f"tfd: present in {data.find_tfd(data_dir)} (fold 0: {_split_sizes(dataset, 'unlabeled')})."
     if name != "mnist":
-        raise GannetError(f"Unknown data set '{name}'; known: mnist, toy1d, ring8, grid25, or folder:PATH.")
+        raise GannetError(f"Unknown data set '{name}'; known: {', '.join(data.DATA_SHAPES)}, or folder:PATH.")
     folder = data.find_mnist(data_dir)
     if folder is None:
         places = ", ".join(str(d / "mnist") for d in data.search_dirs(data_dir))
         raise GannetError(f"MNIST is not present (looked in {places}); run `gannet data download mnist`.")
     dataset = data.load_mnist(folder)  # verifies every file's checksum
-    return (
-        f"mnist: present and verified in {folder} (train {len(dataset.train):,}, "
-        f"valid {len(dataset.valid):,}, test {len(dataset.test):,})."
-    )
+    return f"mnist: present and verified in {folder} ({_split_sizes(dataset)})."
+
+
+def _split_sizes(dataset, train_name: str = "train") -> str:
+    return f"{train_name} {len(dataset.train):,}, valid {len(dataset.valid):,}, test {len(dataset.test):,}"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -351,7 +382,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_features(args: argparse.Namespace) -> int:
     import json
-    import math
 
     from gannet import checkpoints, data
     from gannet.networks import build_networks
@@ -359,9 +389,12 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     tensors, metadata, path = checkpoints.load_weights(args.source)
     config = checkpoints.checkpoint_config(metadata, path)
-    if config.dataset != "mnist":
-        raise GannetError(f"Feature probes need labelled MNIST; {path} was trained on {config.dataset}.")
-    _, discriminator = build_networks(config, math.prod(data.data_shape(config)))
+    if config.dataset != "mnist" or config.conditional:
+        raise GannetError(
+            f"Feature probes need an unconditional D trained on MNIST; {path} is "
+            f"{'conditional' if config.conditional else f'trained on {config.dataset}'}."
+        )
+    _, discriminator = build_networks(config, data.data_shape(config))
     discriminator.load_state_dict(checkpoints.split_weights(tensors)[1])
     mnist = data.load_dataset("mnist", args.data_dir or config.data_dir)
     if args.num_train is not None and args.num_train < 100:
@@ -382,6 +415,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_quality(args: argparse.Namespace) -> int:
     import dataclasses
     import json
+
+    import torch
 
     from gannet import data, quality
     from gannet.checkpoints import run_dir_of
@@ -410,6 +445,13 @@ def cmd_quality(args: argparse.Namespace) -> int:
         record.update({"class_counts": counts, "kl_to_uniform": kl, "mnist_fid": fid})
         print(f"{path}: MNIST FID {fid:.2f}, class KL to uniform {kl:.4f} nats")
         print("  predicted classes: " + " ".join(f"{d}:{c}" for d, c in enumerate(counts)))
+        if config.conditional:  # does G draw the digit it is asked for?
+            asked = torch.arange(args.num_samples) % 10
+            drawn, _ = quality.predict(classifier, sample(generator, config, args.num_samples, args.seed, label=asked))
+            record["label_accuracy"] = (drawn == asked).double().mean().item()
+            print(
+                f"  label accuracy: {100 * record['label_accuracy']:.1f} % of samples classified as the digit asked for"
+            )
     else:
         raise GannetError(
             f"Quality metrics exist for mnist, ring8 and grid25 runs; {path} was trained on {config.dataset}."
@@ -432,6 +474,8 @@ def cmd_parzen(args: argparse.Namespace) -> int:
 
     if (args.source is None) == (args.samples is None):
         raise GannetError("Give a run directory or checkpoint, or --samples FILE (one of the two).")
+    if args.num_valid is None:
+        args.num_valid = 1_000 if args.dataset == "mnist" else 1 << 62
     for name in ("num_samples", "num_valid", "num_test"):
         if getattr(args, name) < 1:
             raise GannetError(f"--{flag(name)} must be at least 1.")
@@ -456,7 +500,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
 
     result = score(samples)
     print(f"{origin}: {result}  [{result.num_samples:,} samples, {result.num_test:,} test images]")
-    record = {"source": origin, "dataset": args.dataset, **result.to_dict()}
+    record = {"source": origin, "dataset": args.dataset, "num_valid": len(valid), **result.to_dict()}
     if args.ceiling:
         # The same for every model: cached per protocol (MNIST's content is fixed by its checksums).
         grid = ",".join(f"{s:.6g}" for s in sigmas)
@@ -470,7 +514,8 @@ def cmd_parzen(args: argparse.Namespace) -> int:
             cache.write_text(json.dumps(ceiling.to_dict()))
         print(f"  ceiling: {len(samples):,} real training images as samples: {ceiling}")
         record["ceiling"] = ceiling.to_dict()
-    print("  Table 1 (MNIST): " + "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1_MNIST.items()))
+    table = "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1[args.dataset].items())
+    print(f"  Table 1 ({args.dataset.upper()}): {table}")
     if output is not None:
         Path(output).write_text(json.dumps(record, indent=2) + "\n")
         print(f"  saved to {output}")
@@ -523,6 +568,8 @@ def cmd_infer(args: argparse.Namespace) -> int:
     shape = data.data_shape(config)
     if len(shape) != 3:
         raise GannetError(f"`gannet infer` reconstructs images; {path} was trained on {config.dataset}.")
+    if config.conditional:
+        raise GannetError(f"`gannet infer` learns E(x) -> z for an unconditional G; {path} is conditional.")
     out = args.output_dir or run_dir_of(args.source) / "inference"
     out.mkdir(parents=True, exist_ok=True)
     encoder, losses = inference.train_encoder(generator, config, args.steps, seed=args.seed)

@@ -23,7 +23,8 @@ NOISE_PRIORS = ("uniform-sqrt3", "uniform", "gaussian")
 GENERATOR_LOSSES = ("non-saturating", "minimax", "maximum-likelihood")
 UPDATE_SCHEMES = ("simultaneous", "alternating")
 OPTIMIZERS = ("sgd", "adam")
-DATASETS = ("mnist", "toy1d", "ring8", "grid25")  # or folder:PATH
+DATASETS = ("mnist", "cifar10", "tfd", "toy1d", "ring8", "grid25")  # or folder:PATH
+ACTIVATIONS = ("relu", "sigmoid")
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -38,7 +39,9 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> A
 class TrainConfig:
     # --- what is trained, on what --------------------------------------------------------
     preset: str = option("mnist", "Name of the preset these values started from.")
-    dataset: str = option("mnist", "Data set: mnist, toy1d, ring8, grid25, or folder:PATH (any PNG/JPEG images).")
+    dataset: str = option(
+        "mnist", "Data set: mnist, cifar10, tfd, toy1d, ring8, grid25, or folder:PATH (any PNG/JPEG images)."
+    )
     image_size: int = option(28, "folder:PATH data: images are centre-cropped and resized to N x N.")
     channels: int = option(1, "folder:PATH data: 1 (grey) or 3 (RGB).")
     data_dir: str | None = option(None, "Folder holding data sets (else $GANNET_DATA, else the per-user cache).")
@@ -69,17 +72,39 @@ class TrainConfig:
         NOISE_PRIORS,
     )
     latent_dim: int = option(100, "Dimension of z.")
+    conditional: bool = option(
+        False,
+        "Condition both players on the class label (the paper's section 7; mnist, cifar10, ring8, grid25): "
+        "G gets a one-hot label beside z, D beside x.",
+    )
     # --- the networks ----------------------------------------------------------------------
-    generator_hidden: list[int] = option([1200, 1200], "Widths of G's ReLU layers, e.g. 1200,1200.")
+    generator_hidden: list[int] = option([1200, 1200], "Widths of G's hidden layers, e.g. 1200,1200.")
+    generator_activations: list[str] = option(
+        ["relu"], "Activation of each G hidden layer (relu or sigmoid), or one for all of them."
+    )
     generator_output: str = option(
         "sigmoid", "G's output unit: sigmoid (pixels in [0, 1]) or linear.", ("sigmoid", "linear")
     )
     generator_init: float = option(0.05, "G's weights start uniform on (-r, r).")
+    generator_output_init: float | None = option(None, "G's output layer starts uniform on (-r, r) (default: as G).")
+    generator_deconv_shape: list[int] = option(
+        [], "Convolutional G: reshape the last hidden layer to C,H,W and end in one transposed convolution."
+    )
+    generator_deconv_kernel: int = option(5, "Convolutional G: kernel size of the transposed convolution.")
+    generator_deconv_stride: int = option(3, "Convolutional G: stride of the transposed convolution.")
     generator_bias_from_data: bool = option(
         True, "Start G's output bias at the logit of each pixel's mean (the 2014 code)."
     )
     discriminator_hidden: list[int] = option([240, 240], "Units of D's maxout layers.")
     maxout_pieces: int = option(5, "Linear pieces per maxout unit.")
+    discriminator_conv_channels: list[int] = option(
+        [], "Convolutional D: channels of each conv-maxout layer before the maxout layers (images only)."
+    )
+    discriminator_conv_kernels: list[int] = option([], "Convolutional D: kernel size of each conv layer.")
+    discriminator_conv_pads: list[int] = option([], "Convolutional D: zero padding of each conv layer.")
+    discriminator_conv_pools: list[int] = option([], "Convolutional D: max-pool window of each conv layer.")
+    discriminator_conv_pool_strides: list[int] = option([], "Convolutional D: max-pool stride of each conv layer.")
+    discriminator_conv_pieces: int = option(2, "Convolutional D: pieces per conv-maxout unit.")
     discriminator_init: float = option(0.005, "D's weights start uniform on (-r, r).")
     input_keep: float = option(0.8, "Dropout: probability of keeping each input of D.")
     hidden_keep: float = option(0.5, "Dropout: probability of keeping each hidden unit of D.")
@@ -88,6 +113,9 @@ class TrainConfig:
     lr: float = option(0.1, "Initial learning rate of both players.")
     lr_decay: float = option(1.000004, "After every update the learning rate is divided by this.")
     lr_min: float = option(1e-6, "The learning rate never decays below this.")
+    max_col_norm: float | None = option(
+        None, "After each update, cap the L2 norm of every unit's incoming weights (pylearn2's max_col_norm)."
+    )
     momentum: float = option(0.5, "SGD momentum at the start.")
     momentum_final: float = option(0.7, "SGD momentum once the ramp ends.")
     momentum_start_epoch: int = option(1, "Epoch at which the momentum ramp starts.")
@@ -155,10 +183,57 @@ class TrainConfig:
         for name in ("update", "generator_loss", "noise", "optimizer", "generator_output"):
             choices = FIELDS[name].metadata["choices"]
             checks.append((getattr(self, name) in choices, f"--{flag(name)} must be one of {', '.join(choices)}"))
+        checks += self._architecture_checks()
+        from gannet.data import NUM_CLASSES  # here: data.py is heavier than this module
+
+        checks.append(
+            (
+                not self.conditional or self.dataset in NUM_CLASSES,
+                f"--conditional needs a labelled data set ({', '.join(NUM_CLASSES)}), not {self.dataset}",
+            )
+        )
         for ok, message in checks:
             if not ok:
                 raise GannetError(f"{message}.")
         return self
+
+    def _architecture_checks(self) -> list[tuple[bool, str]]:
+        kinds = ("channels", "kernels", "pads", "pools", "pool_strides")
+        convs = [getattr(self, f"discriminator_conv_{k}") for k in kinds]
+        deconv = self.generator_deconv_shape
+        return [
+            (
+                all(a in ACTIVATIONS for a in self.generator_activations)
+                and len(self.generator_activations) in (1, len(self.generator_hidden)),
+                "--generator-activations takes relu or sigmoid, one for all hidden layers or one per layer",
+            ),
+            (
+                self.generator_output_init is None or self.generator_output_init > 0,
+                "--generator-output-init must be positive",
+            ),
+            (self.max_col_norm is None or self.max_col_norm > 0, "--max-col-norm must be positive"),
+            (
+                len({len(c) for c in convs}) == 1,
+                "the --discriminator-conv-* lists (channels, kernels, pads, pools, pool-strides) must be equally long",
+            ),
+            (
+                all(v >= 1 for c in convs for v in c if c is not convs[2]) and all(p >= 0 for p in convs[2]),
+                "convolution sizes must be at least 1 (pads at least 0)",
+            ),
+            (self.discriminator_conv_pieces >= 1, "--discriminator-conv-pieces must be at least 1"),
+            (
+                not deconv or (len(deconv) == 3 and all(v >= 1 for v in deconv)),
+                "--generator-deconv-shape takes three numbers C,H,W",
+            ),
+            (
+                not deconv or (self.generator_hidden and math.prod(deconv) == self.generator_hidden[-1]),
+                "--generator-deconv-shape C,H,W must hold exactly the last hidden layer's units (C*H*W)",
+            ),
+            (
+                self.generator_deconv_kernel >= 1 and self.generator_deconv_stride >= 1,
+                "--generator-deconv-kernel and --generator-deconv-stride must be at least 1",
+            ),
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

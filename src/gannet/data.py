@@ -1,16 +1,22 @@
-"""Data sets, held in memory as tensors: MNIST (with its verified download) and the 1-D toy.
+"""Data sets, held in memory as tensors: MNIST and CIFAR-10 (with verified downloads), TFD
+(user-supplied), the toys, and any folder of images.
 
 Where data is looked for, in order: --data-dir, $GANNET_DATA, the per-user cache
 (~/.cache/gannet, or $XDG_CACHE_HOME/gannet). MNIST lives in a `mnist/` folder there, as the
-four IDX files, gzip-compressed or not.
+four IDX files, gzip-compressed or not; CIFAR-10 as `cifar10/cifar-10-python.tar.gz` (the
+original python tarball); TFD as `tfd/TFD_48x48.mat`.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
+import io
 import math
 import os
+import pickle
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -144,9 +150,10 @@ def load_mnist(folder: Path) -> Dataset:
     )
 
 
-def _fetch(url: str, destination: Path, name: str, progress: bool) -> None:
-    """Download `url` into a temporary file beside `destination`, verify it, then rename it
-    into place: a failure at any point leaves nothing half-written."""
+def _fetch(url: str, destination: Path, name: str, progress: bool, verify=None) -> None:
+    """Download `url` into a temporary file beside `destination`, verify it (`verify(tmp, url)`;
+    by default as the MNIST file `name`), then rename it into place: a failure at any point
+    leaves nothing half-written."""
     from tqdm import tqdm
 
     handle, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
@@ -159,7 +166,10 @@ def _fetch(url: str, destination: Path, name: str, progress: bool) -> None:
                     bar.update(len(chunk))
             out.flush()
             os.fsync(out.fileno())
-        verify_mnist_content(name, _read_content(Path(tmp)), url)
+        if verify is None:
+            verify_mnist_content(name, _read_content(Path(tmp)), url)
+        else:
+            verify(Path(tmp), url)
         os.replace(tmp, destination)
     finally:
         if os.path.exists(tmp):
@@ -192,21 +202,216 @@ def download_mnist(root: str | os.PathLike, mirrors: tuple[str, ...] = MNIST_MIR
 def mnist(data_dir: str | os.PathLike | None, download: bool = True, progress: bool = True) -> Dataset:
     folder = find_mnist(data_dir)
     if folder is None:
-        places = ", ".join(str(d / "mnist") for d in search_dirs(data_dir))
-        if not download:
-            raise GannetError(
-                f"MNIST was not found (looked in {places}); run `gannet data download mnist` "
-                f"or point --data-dir (or $GANNET_DATA) at a folder holding mnist/."
-            )
-        target = search_dirs(data_dir)[0]
-        try:
-            folder = download_mnist(target, progress=progress)
-        except GannetError as error:
-            raise GannetError(
-                f"MNIST was not found (looked in {places}) and downloading it into {target} "
-                f"failed: {error} Point --data-dir at a folder holding mnist/."
-            ) from None
+        folder = _download_missing(
+            "MNIST", "mnist", "mnist/", data_dir, download, lambda t: download_mnist(t, progress=progress)
+        )
     return load_mnist(folder)
+
+
+def _download_missing(title: str, name: str, what: str, data_dir, download: bool, fetch) -> Path:
+    """A data set found nowhere: `fetch(target)` it into the first data folder, or say where
+    it was looked for and what to do (one GannetError)."""
+    places = ", ".join(str(d / name) for d in search_dirs(data_dir))
+    if not download:
+        raise GannetError(
+            f"{title} was not found (looked in {places}); run `gannet data download {name}` "
+            f"or point --data-dir (or $GANNET_DATA) at a folder holding {what}."
+        )
+    target = search_dirs(data_dir)[0]
+    try:
+        return fetch(target)
+    except GannetError as error:
+        raise GannetError(
+            f"{title} was not found (looked in {places}) and downloading it into {target} "
+            f"failed: {error} Point --data-dir at a folder holding {what}."
+        ) from None
+
+
+# --- CIFAR-10 ------------------------------------------------------------------------------
+
+CIFAR10_URLS = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",)
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_SUM = ("c58f30108f718f92721af3b95e74349a", 170_498_071)  # MD5 and size of the original tarball
+CIFAR10_TRAIN = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
+CIFAR10_TEST = "cifar-10-batches-py/test_batch"
+GCN_SCALE = 55.0  # the paper's global contrast normalisation
+
+
+def global_contrast_normalize(x: np.ndarray, scale: float = GCN_SCALE, min_divisor: float = 1e-8) -> np.ndarray:
+    """pylearn2's global_contrast_normalize as the 2014 code called it: each row minus its
+    mean, then scaled to an L2 norm of `scale` (rows of norm ~0 are left unscaled)."""
+    x = x.astype(np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    norms = np.sqrt((x**2).sum(axis=1, keepdims=True)) / scale
+    norms[norms < min_divisor] = 1.0
+    return (x / norms).astype(np.float32)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10's batches (dicts of lists, strings and one uint8 array) and nothing
+    else: a pickle naming any other callable is refused before it runs."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
+        ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,  # how Python 3 pickles bytes at protocol 2
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.ALLOWED[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
+
+
+def _file_sum(path: Path) -> tuple[str, int]:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest(), path.stat().st_size
+
+
+def verify_cifar10_archive(path: Path, source: str) -> None:
+    md5, size = _file_sum(path)
+    if (md5, size) != CIFAR10_SUM:
+        raise GannetError(
+            f"{source} is not CIFAR-10's {CIFAR10_ARCHIVE}: it has {size:,} bytes and MD5 {md5}, "
+            f"expected {CIFAR10_SUM[1]:,} bytes and MD5 {CIFAR10_SUM[0]}."
+        )
+
+
+def _read_batch(archive: tarfile.TarFile, member: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of the python tarball: (images (N, 3072) uint8, labels (N,) int64)."""
+    try:
+        raw = archive.extractfile(member).read()
+        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        batch = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in batch.items()}
+        images, labels = batch["data"], np.asarray(batch["labels"], dtype=np.int64)
+        ok = isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 2
+        if not (ok and images.shape[1] == 3072 and len(labels) == len(images) and labels.min() >= 0):
+            raise ValueError("not 3,072-pixel uint8 images with one label each")
+    except (KeyError, AttributeError, TypeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        raise GannetError(f"{path} is damaged: its {member} cannot be read ({error}).") from None
+    return images, labels
+
+
+def find_cifar10(data_dir: str | os.PathLike | None) -> Path | None:
+    for root in search_dirs(data_dir):
+        if (root / "cifar10" / CIFAR10_ARCHIVE).is_file():
+            return root / "cifar10" / CIFAR10_ARCHIVE
+    return None
+
+
+def load_cifar10(path: Path) -> Dataset:
+    """CIFAR-10 as the 2014 code used it: train = the first 40,000 training images, valid =
+    the last 10,000, test = the test batch; each image contrast-normalised (GCN, scale 55),
+    kept in (3, 32, 32) order as the batches store it."""
+    verify_cifar10_archive(path, str(path))
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            train = [_read_batch(archive, member, path) for member in CIFAR10_TRAIN]
+            test_images, test_labels = _read_batch(archive, CIFAR10_TEST, path)
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as error:
+        raise GannetError(f"{path} is truncated or corrupt ({error}).") from None
+    images = np.concatenate([b[0] for b in train])
+    labels = torch.from_numpy(np.concatenate([b[1] for b in train]))
+    n = len(images) * 4 // 5  # 40,000 of 50,000: batches 1-4 train, batch 5 validates
+    pixels = torch.from_numpy(global_contrast_normalize(images))
+    return Dataset(
+        name="cifar10",
+        train=pixels[:n],
+        valid=pixels[n:],
+        test=torch.from_numpy(global_contrast_normalize(test_images)),
+        shape=(3, 32, 32),
+        labels={"train": labels[:n], "valid": labels[n:], "test": torch.from_numpy(test_labels)},
+    )
+
+
+def download_cifar10(root: str | os.PathLike, urls: tuple[str, ...] = CIFAR10_URLS, progress: bool = True) -> Path:
+    """Put the verified tarball in `root/cifar10` (kept if already there and valid); return its path."""
+    folder = Path(root).expanduser() / "cifar10"
+    folder.mkdir(parents=True, exist_ok=True)
+    destination = folder / CIFAR10_ARCHIVE
+    if destination.is_file():
+        verify_cifar10_archive(destination, str(destination))
+        return destination
+    failures = []
+    for url in urls:
+        try:
+            _fetch(url, destination, "cifar-10", progress, lambda tmp, source: verify_cifar10_archive(tmp, source))
+            return destination
+        except (OSError, urllib.error.URLError, GannetError) as error:
+            failures.append(f"{url} ({str(getattr(error, 'reason', None) or error).rstrip('.')})")
+    raise GannetError(f"Could not download CIFAR-10: every source failed: {'; '.join(failures)}.")
+
+
+def cifar10(data_dir: str | os.PathLike | None, download: bool = True, progress: bool = True) -> Dataset:
+    path = find_cifar10(data_dir)
+    if path is None:
+        what = f"cifar10/{CIFAR10_ARCHIVE}"
+        path = _download_missing(
+            "CIFAR-10", "cifar10", what, data_dir, download, lambda t: download_cifar10(t, progress=progress)
+        )
+    return load_cifar10(path)
+
+
+# --- TFD (the Toronto Face Database) ---------------------------------------------------------
+
+TFD_FILE = "TFD_48x48.mat"
+TFD_PLACES = ("tfd", "faces/TFD")  # under a data folder; the second is pylearn2's layout
+TFD_FOLD_CODES = {"unlabeled": 0, "train": 1, "valid": 2, "test": 3}
+
+
+def find_tfd(data_dir: str | os.PathLike | None) -> Path | None:
+    for root in search_dirs(data_dir):
+        for place in TFD_PLACES:
+            if (root / place / TFD_FILE).is_file():
+                return root / place / TFD_FILE
+    return None
+
+
+def load_tfd(path: Path, fold: int = 0) -> Dataset:
+    """TFD as pylearn2 read it for the 2014 code: `images` (N, 48, 48) uint8 scaled to [0, 1];
+    `folds` (N, 5) marks each image per fold as 0 unlabeled, 1 train, 2 valid, 3 test. The GAN
+    trains on the unlabeled images (tfd_pretrain/train.yaml); σ is picked on fold `fold`'s
+    validation images and the Parzen estimate is taken on its test images."""
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise GannetError("Reading TFD's .mat file needs SciPy: pip install 'gannet[tfd]'.") from None
+    try:
+        mat = loadmat(path)
+        images, folds = np.asarray(mat["images"]), np.asarray(mat["folds"])
+    except Exception as error:  # SciPy's parser fails in many ways on foreign bytes; all mean the same
+        raise GannetError(f"{path} is not TFD's 48x48 .mat file (with 'images' and 'folds'): {error}.") from None
+    if images.ndim != 3 or images.shape[1:] != (48, 48) or folds.ndim != 2 or len(folds) != len(images):
+        raise GannetError(
+            f"{path} holds images of shape {images.shape} and folds of shape {folds.shape}; "
+            "expected (N, 48, 48) and (N, 5)."
+        )
+    if not 0 <= fold < folds.shape[1]:
+        raise GannetError(f"TFD has folds 0 to {folds.shape[1] - 1}, not {fold}.")
+    pixels = torch.from_numpy(images.reshape(len(images), 48 * 48).astype(np.float32) / 255)
+    which = torch.from_numpy(folds[:, fold].astype(np.int64))
+    splits = {name: pixels[which == code] for name, code in TFD_FOLD_CODES.items()}
+    empty = [name for name in ("unlabeled", "valid", "test") if len(splits[name]) == 0]
+    if empty:
+        raise GannetError(f"{path} has no {' or '.join(empty)} images in fold {fold}.")
+    return Dataset(name="tfd", train=splits["unlabeled"], valid=splits["valid"], test=splits["test"], shape=(1, 48, 48))
+
+
+def tfd(data_dir: str | os.PathLike | None) -> Dataset:
+    path = find_tfd(data_dir)
+    if path is None:
+        places = ", ".join(str(d / TFD_PLACES[0]) for d in search_dirs(data_dir))
+        raise GannetError(
+            f"TFD is licence-restricted and cannot be downloaded: put your copy of {TFD_FILE} in one of "
+            f"{places} (or point --data-dir at a folder holding tfd/{TFD_FILE})."
+        )
+    return load_tfd(path)
 
 
 # --- the 1-D toy of Figure 1 ---------------------------------------------------------------
@@ -333,6 +538,10 @@ def load_dataset(
         return toy2d(name)
     if name == "mnist":
         return mnist(data_dir, download=download, progress=progress is not False)
+    if name == "cifar10":
+        return cifar10(data_dir, download=download, progress=progress is not False)
+    if name == "tfd":
+        return tfd(data_dir)
     if name.startswith(FOLDER_PREFIX):
         return folder_dataset(name[len(FOLDER_PREFIX) :], image_size, channels, progress)
     raise GannetError(f"Unknown data set '{name}'; known: {', '.join(DATA_SHAPES)}, or folder:PATH.")
@@ -343,7 +552,15 @@ def dataset_for(config, progress: bool | None = True) -> Dataset:
     return load_dataset(config.dataset, config.data_dir, config.download, progress, config.image_size, config.channels)
 
 
-DATA_SHAPES = {"mnist": (1, 28, 28), "toy1d": (1,), "ring8": (2,), "grid25": (2,)}
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "ring8": 8, "grid25": 25}  # labelled data sets (ring8/grid25: mode index)
+DATA_SHAPES = {
+    "mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "tfd": (1, 48, 48),
+    "toy1d": (1,),
+    "ring8": (2,),
+    "grid25": (2,),
+}
 
 
 def data_shape(config) -> tuple[int, ...]:

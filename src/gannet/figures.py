@@ -20,7 +20,7 @@ from gannet.images import grid_array, pyplot
 from gannet.losses import GENERATOR_LOSSES
 from gannet.metrics import read_metrics
 from gannet.networks import Generator
-from gannet.noise import sample_noise
+from gannet.noise import num_classes, sample_codes, sample_noise
 from gannet.sampling import load_generator, sample
 
 
@@ -151,10 +151,12 @@ def _save_picture(picture: Image.Image, path: Path) -> Path:
 
 
 @torch.no_grad()
-def interpolation_rows(generator: Generator, prior: str, rows: int, steps: int, seed: int = 0) -> torch.Tensor:
-    """G along straight lines in z: row r is G((1 − t)·z_a + t·z_b) for t in linspace(0, 1, steps)."""
+def interpolation_rows(generator: Generator, config, rows: int, steps: int, seed: int = 0) -> torch.Tensor:
+    """G along straight lines in z: row r is G((1 − t)·z_a + t·z_b) for t in linspace(0, 1, steps)
+    (a conditional model's row r keeps class r mod classes at both ends)."""
     rng = torch.Generator().manual_seed(seed)
-    ends = sample_noise(prior, 2 * rows, generator.latent_dim, generator=rng).reshape(rows, 2, -1)
+    labels = (torch.arange(2 * rows) // 2) % max(num_classes(config), 1)
+    ends = sample_codes(config, 2 * rows, generator=rng, labels=labels).reshape(rows, 2, -1)
     t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
     z = (1 - t) * ends[:, :1] + t * ends[:, 1:]  # (rows, steps, latent)
     device = next(generator.parameters()).device
@@ -163,7 +165,7 @@ def interpolation_rows(generator: Generator, prior: str, rows: int, steps: int, 
 
 def figure3(
     generator: Generator,
-    prior: str,
+    config,
     shape: tuple[int, int, int],
     path: Path,
     rows: int = 8,
@@ -171,9 +173,32 @@ def figure3(
     seed: int = 0,
     scale: int = 3,
 ) -> Path:
-    images = interpolation_rows(generator, prior, rows, steps, seed)
+    images = interpolation_rows(generator, config, rows, steps, seed)
     picture = Image.fromarray(grid_array(images, shape, steps))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    return _save_picture(picture, path)
+
+
+# --- a conditional model: one row per class ---------------------------------------------------
+
+
+@torch.no_grad()
+def class_rows(generator: Generator, config, columns: int, seed: int = 0) -> torch.Tensor:
+    """A conditional G's samples, row c of class c; column j shares one z over all rows, so a
+    column shows one 'style' drawn as every class: (classes·columns, d)."""
+    classes = num_classes(config)
+    z = sample_noise(config.noise, columns, config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    labels = torch.arange(classes).repeat_interleave(columns)  # (classes·columns,)
+    codes = torch.cat([z.repeat(classes, 1), torch.nn.functional.one_hot(labels, classes).float()], dim=1)
+    device = next(generator.parameters()).device
+    return generator(codes.to(device)).cpu()
+
+
+def classes_figure(
+    generator: Generator, config, shape: tuple[int, int, int], path: Path, columns: int = 10, seed: int = 0
+) -> Path:
+    picture = Image.fromarray(grid_array(class_rows(generator, config, columns, seed), shape, columns))
+    picture = picture.resize((picture.width * 3, picture.height * 3), Image.NEAREST)
     return _save_picture(picture, path)
 
 
@@ -201,4 +226,8 @@ def make(name: str, output: Path, args) -> list[Path]:
         samples = sample(generator, config, args.rows * (args.columns - 1), args.seed)
         train = dataset_for(dataclasses.replace(config, data_dir=args.data_dir or config.data_dir)).train
         return [figure2(samples, train, shape, output, args.columns)]
-    return [figure3(generator, config.noise, shape, output, args.rows, args.steps, args.seed)]
+    if name == "classes":
+        if not num_classes(config):
+            raise GannetError(f"classes draws one row per class; {path} is not a conditional model (--conditional).")
+        return [classes_figure(generator, config, shape, output, args.columns, args.seed)]
+    return [figure3(generator, config, shape, output, args.rows, args.steps, args.seed)]

@@ -1,5 +1,8 @@
 """Where the game is played: one update of the discriminator, of the generator, or of both.
 
+`z` is G's input (noise.sample_codes): for a conditional model it ends in the one-hot label,
+and `x` ends in the real examples' labels, so D always sees an example with its label.
+
 Each step returns its statistics as one tensor on the training device,
 [loss/d, loss/g, D(x), D(G(z))] (means over the minibatch), so that the loop can sum them
 without waiting for the device; NaN marks a value the step did not compute.
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from gannet.losses import discriminator_loss, generator_loss
-from gannet.networks import Discriminator, Generator
+from gannet.networks import Discriminator, Generator, clip_column_norms, with_labels
 
 STAT_NAMES = ("loss/d", "loss/g", "d/real", "d/fake")
 
@@ -26,14 +29,19 @@ class Players:
     scheduler_g: torch.optim.lr_scheduler.LRScheduler  # lr decay, one tick per update
     scheduler_d: torch.optim.lr_scheduler.LRScheduler
     generator_loss: str = "non-saturating"
+    max_col_norm: float | None = None  # pylearn2's weight-norm constraint, after each update
 
     def update_g(self) -> None:
         self.optimizer_g.step()
         self.scheduler_g.step()
+        if self.max_col_norm is not None:
+            clip_column_norms(self.generator, self.max_col_norm)
 
     def update_d(self) -> None:
         self.optimizer_d.step()
         self.scheduler_d.step()
+        if self.max_col_norm is not None:
+            clip_column_norms(self.discriminator, self.max_col_norm)
 
 
 def _stats(loss_d, loss_g, logits_real, logits_fake) -> torch.Tensor:
@@ -53,7 +61,7 @@ def discriminator_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> to
     """θd ← θd + ∇θd (1/m) Σ [log D(x) + log(1 − D(G(z)))]  (ascend; G held fixed)."""
     G, D = players.generator, players.discriminator
     with torch.no_grad():
-        fake = G(z)  # (m, data_dim)
+        fake = with_labels(G(z), z, G)  # (m, data_dim [+ classes])
     logits_real, logits_fake = D(x), D(fake)  # (m,), (m,)
     loss_d = discriminator_loss(logits_real, logits_fake)
     players.optimizer_d.zero_grad(set_to_none=True)
@@ -68,7 +76,7 @@ def generator_step(players: Players, z: torch.Tensor) -> torch.Tensor:
     G, D = players.generator, players.discriminator
     D.requires_grad_(False)  # only D's input gradient is needed: skip its weight gradients
     try:
-        logits_fake = D(G(z))  # (m,)
+        logits_fake = D(with_labels(G(z), z, G))  # (m,)
         loss_g = generator_loss(logits_fake, players.generator_loss)
         players.optimizer_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -90,7 +98,7 @@ def simultaneous_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> tor
     """The 2014 code: one forward pass (same samples, same dropout masks); D descends its
     cost, G descends J(G), both gradients taken before either player moves."""
     G, D = players.generator, players.discriminator
-    fake = G(z)  # (m, data_dim)
+    fake = with_labels(G(z), z, G)  # (m, data_dim [+ classes])
     logits_real, logits_fake = D(x), D(fake)  # (m,), (m,)
     loss_d = discriminator_loss(logits_real, logits_fake)
     loss_g = generator_loss(logits_fake, players.generator_loss)

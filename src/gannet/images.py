@@ -12,13 +12,18 @@ from PIL import Image
 
 
 def grid_array(images: torch.Tensor, shape: tuple[int, int, int], ncols: int | None = None, pad: int = 2) -> np.ndarray:
-    """Tile (n, C·H·W) images in [0, 1] into one uint8 array (rows, cols[, C]) with a
-    `pad`-pixel grey border between cells."""
+    """Tile (n, C·H·W) images into one uint8 array (rows, cols[, C]) with a `pad`-pixel grey
+    border between cells. Images in [0, 1] are drawn as they are; images in any other range
+    (CIFAR-10's contrast-normalised pixels) are drawn each as x / (2·max|x|) + ½, the way the
+    2014 code showed them."""
     c, h, w = shape
     n = images.shape[0]
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
-    cells = images.detach().float().cpu().clamp(0, 1).reshape(n, c, h, w).numpy()
+    cells = images.detach().float().cpu().reshape(n, -1)
+    if n and (cells.min() < 0 or cells.max() > 1):
+        cells = cells / (2 * cells.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)) + 0.5
+    cells = cells.clamp(0, 1).reshape(n, c, h, w).numpy()
     canvas = np.full((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad), 0.5, dtype=np.float32)
     for i, cell in enumerate(cells):
         top, left = pad + (i // ncols) * (h + pad), pad + (i % ncols) * (w + pad)

@@ -23,3 +23,30 @@ def sample_noise(
     u = torch.rand(n, dim, device=device, generator=generator)  # U(0, 1)
     half_width = SQRT3 if prior == "uniform-sqrt3" else 1.0
     return (2 * u - 1) * half_width
+
+
+def sample_codes(
+    config,
+    n: int,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    labels: torch.Tensor | int | None = None,
+) -> torch.Tensor:
+    """G's input for n samples: z ~ p_z, shape (n, latent_dim); for a conditional model z
+    followed by the one-hot class label, shape (n, latent_dim + classes). Labels are drawn
+    uniformly (from `generator` after z) unless given: one int for all, or an (n,) tensor."""
+    z = sample_noise(config.noise, n, config.latent_dim, device, generator)
+    classes = num_classes(config)
+    if not classes:
+        return z
+    if labels is None:
+        labels = torch.randint(classes, (n,), device=device, generator=generator)
+    labels = torch.as_tensor(labels, device=device).expand(n)
+    return torch.cat([z, torch.nn.functional.one_hot(labels, classes).to(z.dtype)], dim=1)
+
+
+def num_classes(config) -> int:
+    """Classes a model is conditioned on: 0 for an unconditional one."""
+    from gannet.data import NUM_CLASSES
+
+    return NUM_CLASSES.get(config.dataset, 0) if config.conditional else 0

@@ -29,6 +29,13 @@ TABLE1_MNIST = {
     "Deep GSN": (214, 1.1),
     "Adversarial nets": (225, 2),
 }
+TABLE1_TFD = {
+    "DBN": (1909, 66),
+    "Stacked CAE": (2110, 50),
+    "Deep GSN": (1890, 29),
+    "Adversarial nets": (2057, 26),
+}
+TABLE1 = {"mnist": TABLE1_MNIST, "tfd": TABLE1_TFD}
 
 
 @dataclass

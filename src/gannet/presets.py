@@ -61,6 +61,64 @@ PRESETS: dict[str, dict] = {
             "parzen_every": 0,  # the histogram with D(x) in samples/ says more than a 1-D Parzen
         },
     },
+    "cifar10-fc": {
+        "description": "The paper's fully connected CIFAR-10 model (Figure 2c): ReLU-sigmoid G with a "
+        "linear output, maxout D; contrast-normalised data (GCN 55).",
+        # cifar10_fully_connected.yaml of the 2014 code
+        "values": {
+            "dataset": "cifar10",
+            "noise": "gaussian",  # the yaml sets no prior: the 2014 Generator's default
+            "generator_hidden": [8000, 8000],
+            "generator_activations": ["relu", "sigmoid"],
+            "generator_output": "linear",  # GCN pixels are unbounded
+            "generator_output_init": 0.5,
+            "generator_bias_from_data": False,
+            "discriminator_hidden": [1600, 1600],
+            "lr": 0.025,
+            "parzen_every": 0,  # Table 1 has no CIFAR-10 row; Parzen needs pixels in [0, 1]
+        },
+    },
+    "cifar10-conv": {
+        "description": "The paper's convolutional CIFAR-10 model (Figure 2d): G ends in a transposed "
+        "convolution, D has three conv-maxout layers; GCN 55 data.",
+        # cifar10_convolutional.yaml of the 2014 code: 32x32 -> pad 4, 8x8 conv -> 33 -> pool 4/2 -> 16
+        # -> pad 3, 8x8 -> 15 -> pool 4/2 -> 7 -> pad 3, 5x5 -> 9 -> pool 2/2 -> 5; 192x5x5 -> maxout 500x5
+        "values": {
+            "dataset": "cifar10",
+            "noise": "gaussian",
+            "batch_size": 128,
+            "generator_hidden": [8000, 8000],
+            "generator_activations": ["relu", "sigmoid"],
+            "generator_output": "linear",
+            "generator_bias_from_data": False,
+            "generator_deconv_shape": [80, 10, 10],  # (10 - 1) * 3 + 5 = 32
+            "generator_deconv_kernel": 5,
+            "generator_deconv_stride": 3,
+            "discriminator_conv_channels": [32, 32, 192],
+            "discriminator_conv_kernels": [8, 8, 5],
+            "discriminator_conv_pads": [4, 3, 3],
+            "discriminator_conv_pools": [4, 4, 2],
+            "discriminator_conv_pool_strides": [2, 2, 2],
+            "discriminator_conv_pieces": 2,
+            "discriminator_hidden": [500],
+            "lr": 0.004,
+            "parzen_every": 0,
+        },
+    },
+    "tfd": {
+        "description": "The paper's TFD model (Table 1, Figure 2b): ReLU-sigmoid G, maxout D, max column "
+        "norm 1.9365; needs your copy of TFD_48x48.mat.",
+        # PAPER.md's sizes (tfd_pretrain/train.yaml; the 2014 code also pretrained G's top, not done here)
+        "values": {
+            "dataset": "tfd",
+            "noise": "gaussian",
+            "generator_hidden": [8000, 8000],
+            "generator_activations": ["relu", "sigmoid"],
+            "discriminator_hidden": [1200, 1200],
+            "max_col_norm": 1.9365,
+            "lr": 0.05,
+        },
+    },
     "ring8": {
         "description": "Mode-collapse benchmark: 8 Gaussians on a circle (radius 2, std 0.02); "
         "a scatter plot of samples each epoch.",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 
@@ -16,14 +15,14 @@ from gannet.data import data_shape, dataset_for
 from gannet.errors import GannetError
 from gannet.images import save_samples_picture
 from gannet.networks import Generator, build_networks
-from gannet.noise import sample_noise
+from gannet.noise import num_classes, sample_codes
 
 
 def load_generator(source: str | os.PathLike, device: str = "cpu") -> tuple[Generator, TrainConfig, Path]:
     """The generator of a run directory's newest checkpoint, or of a .safetensors file."""
     tensors, metadata, path = checkpoints.load_weights(source)
     config = checkpoints.checkpoint_config(metadata, path)
-    generator, _ = build_networks(config, math.prod(data_shape(config)))
+    generator, _ = build_networks(config, data_shape(config))
     weights, _ = checkpoints.split_weights(tensors)
     try:
         generator.load_state_dict(weights)
@@ -36,13 +35,28 @@ def load_generator(source: str | os.PathLike, device: str = "cpu") -> tuple[Gene
 
 @torch.no_grad()
 def sample(
-    generator: Generator, config: TrainConfig, n: int, seed: int = 0, device: str = "cpu", batch_size: int = 10_000
+    generator: Generator,
+    config: TrainConfig,
+    n: int,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 10_000,
+    label: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """n samples G(z), z ~ p_z, shape (n, data_dim), drawn reproducibly from `seed`."""
+    """n samples G(z), z ~ p_z, shape (n, data_dim), drawn reproducibly from `seed`; a
+    conditional model's of class `label` (one int, or an (n,) tensor of classes; else each
+    sample of a uniformly drawn class)."""
+    classes = num_classes(config)
+    if label is not None and not classes:
+        raise GannetError("--label needs a conditional model (trained with --conditional); this one is not.")
+    if label is not None and not (torch.as_tensor(label).min() >= 0 and torch.as_tensor(label).max() < classes):
+        raise GannetError(f"--label must be a class from 0 to {classes - 1}, not {label}.")
     rng = torch.Generator(device=device).manual_seed(seed)
     chunks = []
     for start in range(0, n, batch_size):
-        z = sample_noise(config.noise, min(batch_size, n - start), config.latent_dim, device, rng)
+        size = min(batch_size, n - start)
+        labels = label[start : start + size] if isinstance(label, torch.Tensor) else label
+        z = sample_codes(config, size, device, rng, labels)
         chunks.append(generator(z))
     return torch.cat(chunks) if chunks else torch.empty(0, generator.data_dim)
 

@@ -29,7 +29,7 @@ from gannet.images import save_samples_picture
 from gannet.interrupts import StopRequest, TrainingInterrupted
 from gannet.metrics import MetricsWriter
 from gannet.networks import build_networks
-from gannet.noise import sample_noise
+from gannet.noise import num_classes, sample_codes
 from gannet.optim import learning_rate, make_optimizer, momentum_at, set_momentum
 from gannet.parzen import PAPER_SIGMAS, parzen_log_likelihoods
 
@@ -90,7 +90,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Players:
-    generator, discriminator = build_networks(config, data.data_dim, data.train)
+    generator, discriminator = build_networks(config, data.shape, data.train)
     generator.to(device).train()
     discriminator.to(device).train()
     optimizer_g = make_optimizer(generator.parameters(), config)
@@ -107,6 +107,7 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
         torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule),
         torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule),
         config.generator_loss,
+        config.max_col_norm,
     )
 
 
@@ -164,9 +165,7 @@ def monitor_parzen(players: Players, config: TrainConfig, data: Dataset, device:
     fixed noise, at the best σ of the paper's grid. Cheap (one matrix product), noisy, and
     only for comparing epochs of one run: `gannet eval parzen` gives the paper's figure."""
     G = players.generator.eval()
-    z = sample_noise(
-        config.noise, config.parzen_samples, config.latent_dim, generator=torch.Generator().manual_seed(config.seed)
-    )
+    z = sample_codes(config, config.parzen_samples, generator=torch.Generator().manual_seed(config.seed))
     samples = torch.cat([G(chunk.to(device)) for chunk in z.split(10_000)])
     G.train()
     lls = parzen_log_likelihoods(data.valid[-MONITOR_VALID:].to(device), samples, PAPER_SIGMAS).mean(dim=1)
@@ -203,7 +202,7 @@ def train(
     device = resolve_device(config.device)
     if data is None:
         data = dataset_for(config, progress_bar)
-    train_set = data.train[: config.train_limit].to(device)  # (N, data_dim), resident
+    train_set = training_examples(config, data).to(device)  # (N, data_dim [+ classes]), resident
     steps_per_epoch = len(train_set) // examples_per_step(config)
     if steps_per_epoch == 0:
         raise GannetError(
@@ -218,8 +217,13 @@ def train(
     data_rng = torch.Generator().manual_seed(config.seed)
     players = make_players(config, data, device)
     picture_size = config.grid_size**2 if data.is_image else 5_000  # a 1-D histogram needs more
-    fixed_noise = sample_noise(
-        config.noise, picture_size, config.latent_dim, generator=torch.Generator().manual_seed(config.seed)
+    # a conditional model's grid shows one class per row
+    row_labels = (torch.arange(picture_size) // config.grid_size) % max(num_classes(config), 1)
+    fixed_noise = sample_codes(
+        config,
+        picture_size,
+        generator=torch.Generator().manual_seed(config.seed),
+        labels=row_labels if data.is_image else None,
     )
     progress = Progress()
     if resume:
@@ -255,6 +259,17 @@ def train(
     return run_dir
 
 
+def training_examples(config: TrainConfig, data: Dataset) -> torch.Tensor:
+    """The training set as D reads it: each example, followed by its one-hot label for a
+    conditional model (so that a shuffled minibatch keeps examples and labels together)."""
+    x = data.train[: config.train_limit]
+    classes = num_classes(config)
+    if not classes:
+        return x
+    labels = data.labels["train"][: config.train_limit]
+    return torch.cat([x, torch.nn.functional.one_hot(labels, classes).to(x.dtype)], dim=1)
+
+
 def examples_per_step(config: TrainConfig) -> int:
     """Training examples one iteration consumes: k minibatches for Algorithm 1, one otherwise."""
     return config.batch_size * (config.k if config.update == "alternating" else 1)
@@ -264,9 +279,9 @@ def play_step(players: Players, config: TrainConfig, batch: torch.Tensor) -> tor
     """One iteration of the configured update scheme on `batch` (batch_size × k examples)."""
     device = batch.device
     if config.update == "simultaneous":
-        z = sample_noise(config.noise, config.batch_size, config.latent_dim, device)
+        z = sample_codes(config, config.batch_size, device)
         return simultaneous_step(players, batch, z)
-    zs = [sample_noise(config.noise, config.batch_size, config.latent_dim, device) for _ in range(config.k + 1)]
+    zs = [sample_codes(config, config.batch_size, device) for _ in range(config.k + 1)]
     return alternating_step(players, list(batch.split(config.batch_size)), zs)
 
 
