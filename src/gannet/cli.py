@@ -277,11 +277,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.force:
         raise GannetError("--resume and --force contradict each other; give one.")
     run_dir = run_dir or default_run_dir(config)
-    print(f"gannet: training '{config.preset}' in {run_dir}", file=sys.stderr)
+    say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)  # torchrun: rank 0 speaks
+    say(f"gannet: training '{config.preset}' in {run_dir}", file=sys.stderr)
     try:
         train(config, run_dir, resume=args.resume is not None, force=args.force, progress_bar=args.progress)
     except TrainingInterrupted as stopped:  # Ctrl-C or SIGTERM: a checkpoint was written
-        print(f"\ngannet: {stopped}", file=sys.stderr)
+        say(f"\ngannet: {stopped}", file=sys.stderr)
         return stopped.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C: no new checkpoint
         print(
@@ -289,7 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
+    say(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
     return 0
 
 

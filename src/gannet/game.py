@@ -30,6 +30,18 @@ class Players:
     scheduler_d: torch.optim.lr_scheduler.LRScheduler
     generator_loss: str = "non-saturating"
     max_col_norm: float | None = None  # pylearn2's weight-norm constraint, after each update
+    # torch.distributed: the players wrapped in DistributedDataParallel, for the forward passes
+    # whose backward updates them (gradients averaged over the processes); None in one process
+    ddp_generator: torch.nn.Module | None = None
+    ddp_discriminator: torch.nn.Module | None = None
+
+    @property
+    def trained_generator(self) -> torch.nn.Module:
+        return self.ddp_generator or self.generator
+
+    @property
+    def trained_discriminator(self) -> torch.nn.Module:
+        return self.ddp_discriminator or self.discriminator
 
     def update_g(self) -> None:
         self.optimizer_g.step()
@@ -59,7 +71,7 @@ def _stats(loss_d, loss_g, logits_real, logits_fake) -> torch.Tensor:
 
 def discriminator_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """θd ← θd + ∇θd (1/m) Σ [log D(x) + log(1 − D(G(z)))]  (ascend; G held fixed)."""
-    G, D = players.generator, players.discriminator
+    G, D = players.generator, players.trained_discriminator
     with torch.no_grad():
         fake = with_labels(G(z), z, G)  # (m, data_dim [+ classes])
     logits_real, logits_fake = D(x), D(fake)  # (m,), (m,)
@@ -73,10 +85,11 @@ def discriminator_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> to
 def generator_step(players: Players, z: torch.Tensor) -> torch.Tensor:
     """θg ← θg − ∇θg J(G), J(G) = (1/m) Σ log(1 − D(G(z))) or its non-saturating / ML form
     (D held fixed: its parameters get no gradient)."""
+    # D is used unwrapped: it takes no update here, so DDP must not wait for its gradients
     G, D = players.generator, players.discriminator
     D.requires_grad_(False)  # only D's input gradient is needed: skip its weight gradients
     try:
-        logits_fake = D(with_labels(G(z), z, G))  # (m,)
+        logits_fake = D(with_labels(players.trained_generator(z), z, G))  # (m,)
         loss_g = generator_loss(logits_fake, players.generator_loss)
         players.optimizer_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -98,8 +111,8 @@ def simultaneous_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> tor
     """The 2014 code: one forward pass (same samples, same dropout masks); D descends its
     cost, G descends J(G), both gradients taken before either player moves."""
     G, D = players.generator, players.discriminator
-    fake = with_labels(G(z), z, G)  # (m, data_dim [+ classes])
-    logits_real, logits_fake = D(x), D(fake)  # (m,), (m,)
+    fake = with_labels(players.trained_generator(z), z, G)  # (m, data_dim [+ classes])
+    logits_real, logits_fake = players.trained_discriminator(x), players.trained_discriminator(fake)  # (m,), (m,)
     loss_d = discriminator_loss(logits_real, logits_fake)
     loss_g = generator_loss(logits_fake, players.generator_loss)
     players.optimizer_d.zero_grad(set_to_none=True)

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from gannet import checkpoints
+from gannet import distributed as dist
 from gannet.config import TrainConfig
 from gannet.data import Dataset, dataset_for
 from gannet.errors import GannetError
@@ -111,11 +112,27 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
     )
 
 
-def training_state(players: Players, progress: Progress, data_rng: torch.Generator, fixed_noise: torch.Tensor) -> dict:
+def training_state(
+    players: Players,
+    progress: Progress,
+    data_rng: torch.Generator,
+    fixed_noise: torch.Tensor,
+    noise_rng: torch.Generator | None = None,
+    cluster: dist.Cluster | None = None,
+) -> dict:
     """Everything beyond the weights that the next step depends on (plain types and tensors
-    only: it is loaded back with weights_only=True)."""
+    only: it is loaded back with weights_only=True). A distributed run's also holds the shared
+    noise generator and every rank's torch RNG (collected from all ranks: call on every rank)."""
     numpy_state = np.random.get_state()
+    ranks = dist.gather(
+        [torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []], cluster
+    )
+    extra = {}
+    if cluster is not None:
+        digests = dist.check_in_step(cluster, players.generator, players.discriminator)
+        extra = {"rng_noise": noise_rng.get_state().cpu(), "rng_ranks": ranks, "rank_weights_sha256": digests}
     return {
+        **extra,
         "epoch": progress.epoch,
         "step": progress.step,
         "progress": progress.state_dict(),
@@ -133,10 +150,16 @@ def training_state(players: Players, progress: Progress, data_rng: torch.Generat
 
 
 def restore(
-    run_dir: Path, players: Players, data_rng: torch.Generator, device: torch.device
+    run_dir: Path,
+    players: Players,
+    data_rng: torch.Generator,
+    device: torch.device,
+    noise_rng: torch.Generator | None = None,
+    cluster: dist.Cluster | None = None,
 ) -> tuple[Progress, torch.Tensor]:
     """Load the newest checkpoint of `run_dir` into the players and the RNGs; return the
-    progress and the fixed noise of the sample grids."""
+    progress and the fixed noise of the sample grids. A checkpoint of a distributed run gives
+    each rank its own RNG state back when the number of processes is the same."""
     tensors, _, path = checkpoints.load_weights(run_dir)
     weights_g, weights_d = checkpoints.split_weights(tensors)
     players.generator.load_state_dict(weights_g)
@@ -154,6 +177,15 @@ def restore(
         kind, keys, *rest = state["rng_numpy"]
         np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
         random.setstate(state["rng_python"])
+    if noise_rng is not None:
+        noise_rng.set_state(state["rng_noise"] if "rng_noise" in state else global_rng_state(device))
+        ranks = state.get("rng_ranks", [])
+        if len(ranks) == cluster.world:
+            torch.set_rng_state(ranks[cluster.rank][0])
+            if ranks[cluster.rank][1] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(ranks[cluster.rank][1])
+        else:  # a different number of processes: a fresh, distinct stream per rank
+            torch.manual_seed(int(torch.randint(2**31, (1,))) + cluster.rank)
     if "progress" not in state:  # taken at an epoch's end, like every checkpoint of that time
         return Progress(state["epoch"], state["step"], state.get("best_parzen", float("-inf"))), state["fixed_noise"]
     return Progress.from_state(state["progress"], device), state["fixed_noise"]
@@ -195,13 +227,33 @@ def train(
 
     progress_bar: True / False, or None to show it only on a terminal. Ctrl-C or SIGTERM:
     the current step finishes, a checkpoint is written, and TrainingInterrupted is raised.
+    Started by torchrun, each process trains its share of every batch (distributed.py).
     """
     config.validate()
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-    prepare_run_dir(run_dir, resume, force)
+    cluster = dist.join(config)
+    try:
+        return _train(config, run_dir, resume, force, progress_bar, data, cluster)
+    finally:
+        dist.leave(cluster)
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: str | Path | None,
+    resume: bool,
+    force: bool,
+    progress_bar: bool | None,
+    data: Dataset | None,
+    cluster: dist.Cluster | None,
+) -> Path:
+    main = cluster is None or cluster.main
+    run_dir = dist.broadcast(Path(run_dir) if run_dir is not None else default_run_dir(config), cluster)
+    dist.on_main(cluster, lambda: prepare_run_dir(run_dir, resume, force))
     device = resolve_device(config.device)
+    if cluster is not None:
+        device = dist.device_for(cluster, device)
     if data is None:
-        data = dataset_for(config, progress_bar)
+        data = dataset_for(config, progress_bar if main else False)
     train_set = training_examples(config, data).to(device)  # (N, data_dim [+ classes]), resident
     steps_per_epoch = len(train_set) // examples_per_step(config)
     if steps_per_epoch == 0:
@@ -209,13 +261,20 @@ def train(
             f"One step needs {examples_per_step(config)} training examples (batch size × k) but the "
             f"training set has {len(train_set)}; lower --batch-size or --k."
         )
-    config.save(run_dir / "config.json")
+    dist.on_main(cluster, lambda: config.save(run_dir / "config.json"))
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
     data_rng = torch.Generator().manual_seed(config.seed)
     players = make_players(config, data, device)
+    noise_rng = None
+    if cluster is not None:
+        # z for the global batch: one stream, the same on every rank (and the one a single
+        # process draws from); dropout masks: each rank's own stream
+        noise_rng = torch.Generator(device=device)
+        noise_rng.set_state(global_rng_state(device))
+        torch.manual_seed(config.seed + 1 + cluster.rank)
     picture_size = config.grid_size**2 if data.is_image else 5_000  # a 1-D histogram needs more
     # a conditional model's grid shows one class per row
     row_labels = (torch.arange(picture_size) // config.grid_size) % max(num_classes(config), 1)
@@ -227,18 +286,23 @@ def train(
     )
     progress = Progress()
     if resume:
-        progress, fixed_noise = restore(run_dir, players, data_rng, device)
+        progress, fixed_noise = restore(run_dir, players, data_rng, device, noise_rng, cluster)
     fixed_noise = fixed_noise.to(device)
+    if cluster is not None:
+        players.ddp_generator = dist.wrap(players.generator, device)
+        players.ddp_discriminator = dist.wrap(players.discriminator, device)
 
-    writer = MetricsWriter(run_dir, resume_step=progress.step if resume else None)
+    writer = MetricsWriter(run_dir, resume_step=progress.step if resume else None) if main else None
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
         initial=progress.step,
         unit="step",
         dynamic_ncols=True,
-        disable=None if progress_bar is None else not progress_bar,  # None: only on a terminal
+        disable=(None if progress_bar is None else not progress_bar) if main else True,  # None: only on a terminal
     )
-    loop = Loop(players, config, data, train_set, run_dir, progress, writer, bar, fixed_noise, data_rng)
+    loop = Loop(
+        players, config, data, train_set, run_dir, progress, writer, bar, fixed_noise, data_rng, noise_rng, cluster
+    )
     try:
         with StopRequest() as stop:
             while progress.epoch < config.epochs:
@@ -255,8 +319,14 @@ def train(
                 loop.finish_epoch(means, time.perf_counter() - started)
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
     return run_dir
+
+
+def global_rng_state(device: torch.device) -> torch.Tensor:
+    """The state of torch's default generator on `device`."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
 
 
 def training_examples(config: TrainConfig, data: Dataset) -> torch.Tensor:
@@ -275,14 +345,24 @@ def examples_per_step(config: TrainConfig) -> int:
     return config.batch_size * (config.k if config.update == "alternating" else 1)
 
 
-def play_step(players: Players, config: TrainConfig, batch: torch.Tensor) -> torch.Tensor:
-    """One iteration of the configured update scheme on `batch` (batch_size × k examples)."""
+def play_step(
+    players: Players,
+    config: TrainConfig,
+    batch: torch.Tensor,
+    noise_rng: torch.Generator | None = None,
+    cluster: dist.Cluster | None = None,
+) -> torch.Tensor:
+    """One iteration of the configured update scheme on `batch` (batch_size × k examples, or
+    this rank's share of them)."""
     device = batch.device
+
+    def codes() -> torch.Tensor:  # z for the global batch; this rank's slice of it
+        return dist.my_slice(sample_codes(config, config.batch_size, device, noise_rng), cluster)
+
     if config.update == "simultaneous":
-        z = sample_codes(config, config.batch_size, device)
-        return simultaneous_step(players, batch, z)
-    zs = [sample_codes(config, config.batch_size, device) for _ in range(config.k + 1)]
-    return alternating_step(players, list(batch.split(config.batch_size)), zs)
+        return simultaneous_step(players, batch, codes())
+    zs = [codes() for _ in range(config.k + 1)]
+    return alternating_step(players, list(batch.split(len(batch) // config.k)), zs)
 
 
 @dataclass
@@ -299,6 +379,8 @@ class Loop:
     bar: tqdm
     fixed_noise: torch.Tensor
     data_rng: torch.Generator
+    noise_rng: torch.Generator | None = None  # distributed runs: the global batch's z
+    cluster: dist.Cluster | None = None
 
     def play_epoch(self, stop: StopRequest) -> dict[str, float] | None:
         """Play the rest of the current epoch; return its mean statistics, or None if a stop
@@ -318,8 +400,10 @@ class Loop:
         per_step = examples_per_step(config)
         steps = len(self.train_set) // per_step
         while p.position < steps:
-            batch = self.train_set[p.order[p.position * per_step : (p.position + 1) * per_step]]
-            stats = play_step(self.players, config, batch)
+            rows = p.order[p.position * per_step : (p.position + 1) * per_step]
+            groups = config.k if config.update == "alternating" else 1
+            batch = self.train_set[dist.my_slice(rows, self.cluster, groups)]
+            stats = play_step(self.players, config, batch, self.noise_rng, self.cluster)
             p.total += stats
             p.interval += stats
             bad = ~torch.isfinite(stats[:2])  # (2,): D's and G's loss
@@ -328,16 +412,19 @@ class Loop:
             self.bar.update(1)
             if p.step % config.log_every == 0 or p.position == steps:
                 self.log_interval()
-            if stop.requested and p.position < steps:
+            if dist.anyone(stop.requested, self.cluster, device) and p.position < steps:
                 return None
-        means = dict(zip(STAT_NAMES, (p.total / steps).tolist()))
+        total = dist.sum_over_ranks(p.total, self.cluster) / (self.cluster.world if self.cluster else 1)
+        means = dict(zip(STAT_NAMES, (total / steps).tolist()))
         p.epoch, p.order, p.position, p.total, p.interval = p.epoch + 1, None, 0, None, None
         return means
 
     def log_interval(self) -> None:
         """Read the interval's means and the non-finite flags off the device in one go."""
-        p = self.progress
-        values = torch.cat([p.interval / p.since_log, p.first_bad.to(p.interval.dtype)]).tolist()
+        p, world = self.progress, self.cluster.world if self.cluster else 1
+        interval = dist.sum_over_ranks(p.interval, self.cluster) / world
+        first_bad = dist.sum_over_ranks(p.first_bad, self.cluster, "max")
+        values = torch.cat([interval / p.since_log, first_bad.to(p.interval.dtype)]).tolist()
         first_bad = values[4:]
         if max(first_bad) >= 0:
             player = "discriminator" if first_bad[0] >= 0 else "generator"
@@ -347,12 +434,19 @@ class Loop:
             raise GannetError(
                 f"The {player}'s loss became NaN or infinite at step {step}; the run stops ({kept}). Try a lower --lr."
             )
-        log_metrics(self.writer, self.bar, self.players, p, dict(zip(STAT_NAMES, values[:4])))
+        if self.writer is not None:  # rank 0 of a distributed run
+            log_metrics(self.writer, self.bar, self.players, p, dict(zip(STAT_NAMES, values[:4])))
         p.interval.zero_()
         p.since_log = 0
 
     def finish_epoch(self, means: dict[str, float], seconds: float) -> None:
         """After epoch `progress.epoch`: Parzen monitor, summary line, sample picture, checkpoint."""
+        dist.on_main(self.cluster, lambda: self.report_epoch(means, seconds))
+        if self.progress.epoch % self.config.checkpoint_every == 0 or self.progress.epoch == self.config.epochs:
+            self.save_checkpoint()
+
+    def report_epoch(self, means: dict[str, float], seconds: float) -> None:
+        """Rank 0's part of an epoch's end: Parzen monitor, summary line, sample picture."""
         config, p = self.config, self.progress
         note = ""
         if config.parzen_every and p.epoch % config.parzen_every == 0:
@@ -371,17 +465,17 @@ class Loop:
         )
         picture = self.run_dir / "samples" / f"epoch-{p.epoch:04d}.png"
         save_epoch_picture(self.players, self.data, self.fixed_noise, picture, title=f"epoch {p.epoch}")
-        if p.epoch % config.checkpoint_every == 0 or p.epoch == config.epochs:
-            self.save_checkpoint()
 
     def save_checkpoint(self) -> Path:
-        state = training_state(self.players, self.progress, self.data_rng, self.fixed_noise)
-        return checkpoints.save(
-            self.run_dir,
-            players_weights(self.players),
-            state,
-            self.config,
-            self.config.keep_checkpoints,
+        """Write a checkpoint (rank 0; every rank of a distributed run must call this)."""
+        state = training_state(
+            self.players, self.progress, self.data_rng, self.fixed_noise, self.noise_rng, self.cluster
+        )
+        return dist.on_main(
+            self.cluster,
+            lambda: checkpoints.save(
+                self.run_dir, players_weights(self.players), state, self.config, self.config.keep_checkpoints
+            ),
         )
 
 
