@@ -37,11 +37,11 @@ class Players:
 
     @property
     def trained_generator(self) -> torch.nn.Module:
-        return self.ddp_generator or self.generator
+        return self.ddp_generator if self.ddp_generator is not None else self.generator
 
     @property
     def trained_discriminator(self) -> torch.nn.Module:
-        return self.ddp_discriminator or self.discriminator
+        return self.ddp_discriminator if self.ddp_discriminator is not None else self.discriminator
 
     def update_g(self) -> None:
         self.optimizer_g.step()
