@@ -35,28 +35,20 @@ def test_codes_of_a_conditional_model_end_in_the_one_hot_label():
 
 
 def test_conditional_players_read_the_label():
-    """Mirza & Osindero's layout: 1,000 of G's first 1,200 units read the label, 200 read z;
-    D's label has 50 maxout units of its own beside the 240 that read x."""
     config = preset_config("mnist", conditional=True)
     G, D = build_networks(config, (1, 28, 28))
-    assert (G.hidden[0].in_features, G.hidden[0].out_features) == (100, 200)
-    assert (G.label_input[0].in_features, G.label_input[0].out_features) == (10, 1000)
-    assert G.hidden[2].in_features == 1200
-    assert D.hidden[0].linear.in_features == 784 and D.label_hidden.linear.in_features == 10
-    assert D.hidden[1].linear.in_features == 240 + 50
-    one_hot = torch.nn.functional.one_hot(torch.tensor([0, 5]), 10).float()
-    codes = torch.cat([torch.zeros(2, 100), one_hot], 1)
-    out = G(codes)
-    assert out.shape == (2, 784) and not torch.equal(out[0], out[1])  # same z, two labels
-    D.input_keep, D.hidden_keep = 1e-6, 1.0  # (almost) every pixel dropped: D still reads the label
-    D.train()
-    logits = D(torch.cat([torch.rand(1, 784).expand(2, -1), one_hot], 1))  # one image, two labels
+    assert G.hidden[0].in_features == 110 and D.hidden[0].linear.in_features == 784 + 10
+    D.eval()
+    x = torch.rand(1, 784)
+    logits = [D(torch.cat([x, torch.nn.functional.one_hot(torch.tensor([c]), 10).float()], 1)).item() for c in (0, 5)]
     assert logits[0] != logits[1]
-
-
-def test_label_units_must_fit():
-    with pytest.raises(GannetError, match="--generator-label-units must be positive and smaller"):
-        preset_config("mnist", conditional=True, generator_label_units=1200)
+    D.train()
+    D.input_keep = 1e-6  # every pixel dropped: D still sees the label, which is never dropped out
+    with torch.no_grad():
+        D.hidden[0].linear.weight.zero_()
+        D.hidden[0].linear.weight[:, 784 + 5] = 1.0
+    h = D.hidden[0](torch.cat([torch.zeros(1, 784), torch.nn.functional.one_hot(torch.tensor([5]), 10).float()], 1))
+    assert torch.all(h == 1.0)
 
 
 def test_conditional_needs_a_labelled_data_set():

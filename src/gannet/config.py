@@ -77,13 +77,6 @@ class TrainConfig:
         "Condition both players on the class label (the paper's section 7; mnist, cifar10, ring8, grid25): "
         "G gets a one-hot label beside z, D beside x.",
     )
-    generator_label_units: int = option(
-        1000,
-        "Conditional G: units of its first hidden layer that read the label (Mirza & Osindero 2014: 1000 of 1200).",
-    )
-    discriminator_label_units: int = option(
-        50, "Conditional D: maxout units of the label's own layer beside D's first (Mirza & Osindero 2014: 50)."
-    )
     # --- the networks ----------------------------------------------------------------------
     generator_hidden: list[int] = option([1200, 1200], "Widths of G's hidden layers, e.g. 1200,1200.")
     generator_activations: list[str] = option(
@@ -197,18 +190,6 @@ class TrainConfig:
             (
                 not self.conditional or self.dataset in NUM_CLASSES,
                 f"--conditional needs a labelled data set ({', '.join(NUM_CLASSES)}), not {self.dataset}",
-            )
-        )
-        checks.append(
-            (
-                not self.conditional
-                or (
-                    len(self.generator_hidden) > 0
-                    and 0 < self.generator_label_units < self.generator_hidden[0]
-                    and self.discriminator_label_units > 0
-                ),
-                "--generator-label-units must be positive and smaller than G's first hidden layer "
-                "(it takes that many of its units), and --discriminator-label-units positive",
             )
         )
         for ok, message in checks:

@@ -38,9 +38,7 @@ class Generator(nn.Module):
     sigmoid (pixels in [0, 1]) or linear output, or — for the convolutional CIFAR-10 model —
     the last hidden layer reshaped to `deconv_shape` (C, H, W) and one transposed
     convolution to the image, with an untied bias per output pixel (the 2014 Deconv layer).
-    A conditional G's input is z followed by a one-hot label (noise.sample_codes); as in
-    Mirza & Osindero (2014), the first hidden layer is split: `label_units` of its units read
-    the label, the rest read z."""
+    A conditional G's input is z followed by a one-hot label (noise.sample_codes)."""
 
     def __init__(
         self,
@@ -53,22 +51,18 @@ class Generator(nn.Module):
         deconv_kernel: int = 5,
         deconv_stride: int = 3,
         num_classes: int = 0,
-        label_units: int = 0,
     ) -> None:
         super().__init__()
         activations = activations or ["relu"]
         if len(activations) == 1:
             activations = activations * len(hidden)
         layers: list[nn.Module] = []
-        width = latent_dim
+        width = latent_dim + num_classes  # a conditional G reads z and the one-hot label
         self.num_classes = num_classes
-        for i, (h, activation) in enumerate(zip(hidden, activations)):
-            share = label_units if num_classes and i == 0 else 0  # units of this layer that read the label
-            layers += [nn.Linear(width, h - share), ACTIVATIONS[activation]()]
+        for h, activation in zip(hidden, activations):
+            layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
             width = h
         self.hidden = nn.Sequential(*layers)
-        if num_classes:
-            self.label_input = nn.Sequential(nn.Linear(num_classes, label_units), ACTIVATIONS[activations[0]]())
         self.data_shape = tuple(data_shape)
         self.latent_dim, self.data_dim = latent_dim, math.prod(data_shape)
         self.deconv_shape = tuple(deconv_shape or ())
@@ -81,12 +75,7 @@ class Generator(nn.Module):
         self.sigmoid_output = output == "sigmoid"
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if self.num_classes:
-            z, label = z[:, : -self.num_classes], z[:, -self.num_classes :]  # (B, latent), (B, classes)
-            h = torch.cat([self.hidden[:2](z), self.label_input(label)], dim=1)  # the first hidden layer
-            h = self.hidden[2:](h)  # (B, width)
-        else:
-            h = self.hidden(z)  # (B, width)
+        h = self.hidden(z)  # (B, width)
         if self.deconv_shape:
             a = (self.output(h.view(-1, *self.deconv_shape)) + self.output_bias).flatten(1)  # (B, C·H·W)
         else:
@@ -120,9 +109,8 @@ class Discriminator(nn.Module):
     Dropout is inverted (kept units scaled by 1/keep: 1.25 on the input and 2 on hidden
     layers for the paper's 0.8 and 0.5), so evaluation needs no rescaling, as in pylearn2.
     `convs` holds one (channels, kernel, pad, pool, pool_stride) per convolutional layer.
-    A conditional D's input is x followed by a one-hot label; as in Mirza & Osindero (2014)
-    the label has a maxout layer of its own (`label_units` units, never dropped at its input)
-    beside D's first maxout layer, and the next layer reads both.
+    A conditional D's input is x followed by a one-hot label; the label joins the features
+    (never dropped out) at the first maxout layer.
     """
 
     def __init__(
@@ -136,7 +124,6 @@ class Discriminator(nn.Module):
         convs: list[tuple[int, int, int, int, int]] | None = None,
         conv_pieces: int = 2,
         num_classes: int = 0,
-        label_units: int = 0,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -157,12 +144,9 @@ class Discriminator(nn.Module):
                         "use smaller kernels or pools, or larger images."
                     ) from None
             width = math.prod(shape)
-        share = label_units if num_classes else 0
-        widths = [width, hidden[0] + share, *hidden[1:]]  # what each layer reads; then the output
+        widths = [width + num_classes, *hidden]
         self.hidden = nn.ModuleList(Maxout(a, b, pieces) for a, b in zip(widths, hidden))
-        self.output = nn.Linear(widths[len(hidden)], 1)
-        if num_classes:
-            self.label_hidden = Maxout(num_classes, label_units, pieces)
+        self.output = nn.Linear(widths[-1], 1)
         self.input_keep, self.hidden_keep = input_keep, hidden_keep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,11 +158,10 @@ class Discriminator(nn.Module):
             for layer in self.convs:
                 h = F.dropout(layer(h), 1 - self.hidden_keep, self.training)
             h = h.flatten(1)
-        for i, layer in enumerate(self.hidden):
-            h = layer(h)
-            if i == 0 and self.num_classes:
-                h = torch.cat([h, self.label_hidden(label)], dim=1)
-            h = F.dropout(h, 1 - self.hidden_keep, self.training)
+        if self.num_classes:
+            h = torch.cat([h, label], dim=1)
+        for layer in self.hidden:
+            h = F.dropout(layer(h), 1 - self.hidden_keep, self.training)
         return self.output(h).squeeze(-1)  # (B,) logits; D(x) = sigmoid(logit)
 
 
@@ -215,7 +198,6 @@ def build_networks(
         config.generator_deconv_kernel,
         config.generator_deconv_stride,
         num_classes(config),
-        config.generator_label_units,
     )
     discriminator = Discriminator(
         math.prod(shape),
@@ -227,7 +209,6 @@ def build_networks(
         conv_layers(config),
         config.discriminator_conv_pieces,
         num_classes(config),
-        config.discriminator_label_units,
     )
     init_uniform(generator, config.generator_init)
     if config.generator_output_init is not None:

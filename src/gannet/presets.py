@@ -25,8 +25,6 @@ TOY2D = {
     "lr_decay": 1.0,
     "update": "alternating",
     "parzen_every": 0,
-    "generator_label_units": 64,  # --conditional: half of G's first layer reads the label
-    "discriminator_label_units": 16,
 }
 
 
