@@ -412,12 +412,19 @@ class Loop:
             self.bar.update(1)
             if p.step % config.log_every == 0 or p.position == steps:
                 self.log_interval()
-            if dist.anyone(stop.requested, self.cluster, device) and p.position < steps:
+            if self.stopping(stop) and p.position < steps:
                 return None
         total = dist.sum_over_ranks(p.total, self.cluster) / (self.cluster.world if self.cluster else 1)
         means = dict(zip(STAT_NAMES, (total / steps).tolist()))
         p.epoch, p.order, p.position, p.total, p.interval = p.epoch + 1, None, 0, None, None
         return means
+
+    def stopping(self, stop: StopRequest) -> bool:
+        """Whether to stop now. The processes of a distributed run decide together, and only
+        right after a metrics record (the same steps on every rank): no per-step sync."""
+        if self.cluster is None:
+            return stop.requested
+        return self.progress.since_log == 0 and dist.anyone(stop.requested, self.cluster, self.train_set.device)
 
     def log_interval(self) -> None:
         """Read the interval's means and the non-finite flags off the device in one go."""
