@@ -131,3 +131,13 @@ def test_sigterm_stops_every_rank_at_the_same_step_with_a_checkpoint(tmp_path, d
     assert state["rank_weights_sha256"][0] == state["rank_weights_sha256"][1]  # both stopped at that step
     torchrun("train", "--resume", run, "--no-progress")
     assert (run / "checkpoints" / "epoch-0001.safetensors").is_file()
+
+
+def test_more_gpu_processes_than_gpus_is_one_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(GannetError, match="Process 1 of this machine has no GPU of its own"):
+        distributed.join(preset_config("mnist", device="cuda"))
+    assert not torch.distributed.is_initialized()

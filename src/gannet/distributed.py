@@ -64,6 +64,11 @@ def join(config: TrainConfig) -> Cluster | None:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     gpu = config.device != "cpu" and torch.cuda.is_available()
     if gpu:
+        if local_rank >= torch.cuda.device_count():
+            raise GannetError(
+                f"Process {local_rank} of this machine has no GPU of its own ({torch.cuda.device_count()} here): "
+                "start one process per GPU (--nproc-per-node), or train on CPUs with --device cpu."
+            )
         torch.cuda.set_device(local_rank)
     owns = not dist.is_initialized()
     if owns:
