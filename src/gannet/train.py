@@ -475,6 +475,12 @@ class Loop:
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint (rank 0; every rank of a distributed run must call this)."""
+        p = self.progress
+        if self.cluster is not None and p.total is not None:
+            # mid-epoch: every rank resumes from rank 0's state, so store the ranks' average
+            # partial sums; each rank adds its own steps to it, and the epoch's all-reduce is right
+            p.total = dist.sum_over_ranks(p.total, self.cluster) / self.cluster.world
+            p.interval = dist.sum_over_ranks(p.interval, self.cluster) / self.cluster.world
         state = training_state(
             self.players, self.progress, self.data_rng, self.fixed_noise, self.noise_rng, self.cluster
         )
