@@ -95,3 +95,15 @@ def test_checkpoints_from_before_digests_still_load(tmp_path):
     checkpoints.write_atomic(path, checkpoints.safetensors_bytes(tensors, metadata=old))
     assert checkpoints.load_weights(path)[1]["format_version"] == "1"
     assert checkpoints.load_state(path)["step"] == 10
+
+
+def test_evaluations_write_into_the_run_or_beside_a_loose_weights_file(tmp_path):
+    from gannet.checkpoints import run_dir_of
+
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "epoch-0003.safetensors").touch()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "weights.safetensors").touch()
+    assert run_dir_of(tmp_path / "run") == tmp_path / "run"
+    assert run_dir_of(tmp_path / "run" / "checkpoints" / "epoch-0003.safetensors") == tmp_path / "run"
+    assert run_dir_of(tmp_path / "elsewhere" / "weights.safetensors") == tmp_path / "elsewhere"

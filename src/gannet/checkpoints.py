@@ -159,10 +159,14 @@ def resolve(source: str | os.PathLike) -> Path:
 
 
 def run_dir_of(source: str | os.PathLike) -> Path:
-    """The run directory a run-or-checkpoint argument belongs to (a checkpoint lives in
-    RUN_DIR/checkpoints/): where evaluations write their results."""
+    """Where evaluations of a run-or-checkpoint argument write their results: the run
+    directory (a checkpoint lives in RUN_DIR/checkpoints/), or, for a weights file kept
+    anywhere else, the folder holding it."""
     source = Path(source)
-    return source if source.is_dir() else resolve(source).parent.parent
+    if source.is_dir():
+        return source
+    path = resolve(source)
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
 def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
