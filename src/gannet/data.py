@@ -150,10 +150,10 @@ def load_mnist(folder: Path) -> Dataset:
     )
 
 
-def _fetch(url: str, destination: Path, name: str, progress: bool, verify=None) -> None:
-    """Download `url` into a temporary file beside `destination`, verify it (`verify(tmp, url)`;
-    by default as the MNIST file `name`), then rename it into place: a failure at any point
-    leaves nothing half-written."""
+def _fetch(url: str, destination: Path, name: str, progress: bool, verify) -> None:
+    """Download `url` into a temporary file beside `destination`, check it with
+    `verify(tmp, url)`, then rename it into place: a failure at any point leaves nothing
+    half-written. `name` labels the progress bar."""
     from tqdm import tqdm
 
     handle, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
@@ -166,10 +166,7 @@ def _fetch(url: str, destination: Path, name: str, progress: bool, verify=None) 
                     bar.update(len(chunk))
             out.flush()
             os.fsync(out.fileno())
-        if verify is None:
-            verify_mnist_content(name, _read_content(Path(tmp)), url)
-        else:
-            verify(Path(tmp), url)
+        verify(Path(tmp), url)
         os.replace(tmp, destination)
     finally:
         if os.path.exists(tmp):
@@ -189,7 +186,13 @@ def download_mnist(root: str | os.PathLike, mirrors: tuple[str, ...] = MNIST_MIR
         failures = []
         for mirror in mirrors:
             try:
-                _fetch(f"{mirror}{name}.gz", folder / f"{name}.gz", name, progress)
+                _fetch(
+                    f"{mirror}{name}.gz",
+                    folder / f"{name}.gz",
+                    name,
+                    progress,
+                    lambda tmp, source: verify_mnist_content(name, _read_content(tmp), source),  # noqa: B023 (runs now)
+                )
                 break
             except (OSError, urllib.error.URLError, GannetError) as error:
                 reason = getattr(error, "reason", None) or error
@@ -251,9 +254,10 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles CIFAR-10's batches (dicts of lists, strings and one uint8 array) and nothing
     else: a pickle naming any other callable is refused before it runs."""
 
+    _reconstruct = np.zeros(0).__reduce__()[0]  # wherever this NumPy keeps it
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
-        ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): codecs.encode,  # how Python 3 pickles bytes at protocol 2
@@ -341,7 +345,7 @@ def download_cifar10(root: str | os.PathLike, urls: tuple[str, ...] = CIFAR10_UR
     failures = []
     for url in urls:
         try:
-            _fetch(url, destination, "cifar-10", progress, lambda tmp, source: verify_cifar10_archive(tmp, source))
+            _fetch(url, destination, "cifar-10", progress, verify_cifar10_archive)
             return destination
         except (OSError, urllib.error.URLError, GannetError) as error:
             failures.append(f"{url} ({str(getattr(error, 'reason', None) or error).rstrip('.')})")

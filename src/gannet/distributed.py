@@ -156,10 +156,10 @@ def broadcast(obj, cluster: Cluster | None):
 def on_main(cluster: Cluster | None, work):
     """Run `work()` on rank 0 only and hand its result to every rank; a GannetError there is
     raised on every rank (so that no rank waits for one that has given up)."""
+    if cluster is None:
+        return work()
     result, error = None, None
-    if cluster is None or cluster.main:
-        if cluster is None:
-            return work()
+    if cluster.main:
         try:
             result = work()
         except GannetError as e:

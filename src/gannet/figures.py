@@ -20,7 +20,7 @@ from gannet.images import grid_array, pyplot
 from gannet.losses import GENERATOR_LOSSES
 from gannet.metrics import read_metrics
 from gannet.networks import Generator
-from gannet.noise import num_classes, sample_codes, sample_noise
+from gannet.noise import append_labels, num_classes, sample_codes, sample_noise
 from gannet.sampling import load_generator, sample
 
 
@@ -189,7 +189,7 @@ def class_rows(generator: Generator, config, columns: int, seed: int = 0) -> tor
     classes = num_classes(config)
     z = sample_noise(config.noise, columns, config.latent_dim, generator=torch.Generator().manual_seed(seed))
     labels = torch.arange(classes).repeat_interleave(columns)  # (classes·columns,)
-    codes = torch.cat([z.repeat(classes, 1), torch.nn.functional.one_hot(labels, classes).float()], dim=1)
+    codes = append_labels(z.repeat(classes, 1), labels, classes)
     device = next(generator.parameters()).device
     return generator(codes.to(device)).cpu()
 

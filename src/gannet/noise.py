@@ -41,8 +41,13 @@ def sample_codes(
         return z
     if labels is None:
         labels = torch.randint(classes, (n,), device=device, generator=generator)
-    labels = torch.as_tensor(labels, device=device).expand(n)
-    return torch.cat([z, torch.nn.functional.one_hot(labels, classes).to(z.dtype)], dim=1)
+    return append_labels(z, torch.as_tensor(labels, device=device).expand(n), classes)
+
+
+def append_labels(x: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """Each row of x followed by its label, one-hot: (n, d) -> (n, d + classes). How a
+    conditional model's labels travel: after z into G, after each example into D."""
+    return torch.cat([x, torch.nn.functional.one_hot(labels, classes).to(x.dtype)], dim=1)
 
 
 def num_classes(config) -> int:

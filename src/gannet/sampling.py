@@ -49,7 +49,8 @@ def sample(
     classes = num_classes(config)
     if label is not None and not classes:
         raise GannetError("--label needs a conditional model (trained with --conditional); this one is not.")
-    if label is not None and not (torch.as_tensor(label).min() >= 0 and torch.as_tensor(label).max() < classes):
+    asked = torch.as_tensor(label) if label is not None else None
+    if asked is not None and not (asked.min() >= 0 and asked.max() < classes):
         raise GannetError(f"--label must be a class from 0 to {classes - 1}, not {label}.")
     rng = torch.Generator(device=device).manual_seed(seed)
     chunks = []

@@ -30,7 +30,7 @@ from gannet.images import save_samples_picture
 from gannet.interrupts import StopRequest, TrainingInterrupted
 from gannet.metrics import MetricsWriter
 from gannet.networks import build_networks
-from gannet.noise import num_classes, sample_codes
+from gannet.noise import append_labels, num_classes, sample_codes
 from gannet.optim import learning_rate, make_optimizer, momentum_at, set_momentum
 from gannet.parzen import PAPER_SIGMAS, parzen_log_likelihoods
 
@@ -124,13 +124,14 @@ def training_state(
     only: it is loaded back with weights_only=True). A distributed run's also holds the shared
     noise generator and every rank's torch RNG (collected from all ranks: call on every rank)."""
     numpy_state = np.random.get_state()
-    ranks = dist.gather(
-        [torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []], cluster
-    )
     extra = {}
     if cluster is not None:
-        digests = dist.check_in_step(cluster, players.generator, players.discriminator)
-        extra = {"rng_noise": noise_rng.get_state().cpu(), "rng_ranks": ranks, "rank_weights_sha256": digests}
+        own = [torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []]
+        extra = {
+            "rng_noise": noise_rng.get_state().cpu(),
+            "rng_ranks": dist.gather(own, cluster),
+            "rank_weights_sha256": dist.check_in_step(cluster, players.generator, players.discriminator),
+        }
     return {
         **extra,
         "epoch": progress.epoch,
@@ -336,8 +337,7 @@ def training_examples(config: TrainConfig, data: Dataset) -> torch.Tensor:
     classes = num_classes(config)
     if not classes:
         return x
-    labels = data.labels["train"][: config.train_limit]
-    return torch.cat([x, torch.nn.functional.one_hot(labels, classes).to(x.dtype)], dim=1)
+    return append_labels(x, data.labels["train"][: config.train_limit], classes)
 
 
 def examples_per_step(config: TrainConfig) -> int:
