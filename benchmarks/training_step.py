@@ -1,11 +1,13 @@
 """Training speed: gannet's loop against a plain PyTorch loop, same model, same update.
 
-The plain loop is written the obvious way: a DataLoader over a TensorDataset (batches
-collated example by example), the discriminator's and generator's updates as in most
-tutorials, and `.item()` on both losses every step. gannet's loop is `gannet.train.play_step`
-on data resident as one tensor, statistics kept on the device. Both run the MNIST preset
-(batch 100, k = 1) on real MNIST, one after the other in one process, and the script prints
-steps/s of each and their ratio.
+The plain loop is written the obvious way: the model as nn.Sequential stacks (maxout by
+`amax`, `nn.Dropout`), `torch.optim.SGD` with a LambdaLR decay, a DataLoader over a
+TensorDataset (batches collated example by example), the discriminator's and generator's
+updates as in most tutorials, and `.item()` on both losses every step. gannet's loop is
+`gannet.train.play_step` with gannet's players, on data resident as one tensor, statistics
+kept on the device. Both start from the same weights of the MNIST preset (batch 100, k = 1)
+on real MNIST, run one after the other in one process, and the script prints steps/s of each
+and their ratio.
 
     python benchmarks/training_step.py --data-dir ../shared/data [--steps 200] [--device cuda]
 """
@@ -13,24 +15,54 @@ steps/s of each and their ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import os
 import platform
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.profiler import ProfilerActivity
 from torch.utils.data import DataLoader, TensorDataset
 
 from gannet.config import TrainConfig
 from gannet.data import load_mnist
 from gannet.noise import sample_noise
+from gannet.optim import learning_rate
 from gannet.train import make_players, play_step
+
+
+class PlainMaxout(nn.Module):
+    def __init__(self, linear: nn.Linear, units: int, pieces: int) -> None:
+        super().__init__()
+        self.linear, self.units, self.pieces = linear, units, pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(len(x), self.units, self.pieces).amax(-1)
+
+
+def plain_models(players, config: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """The preset's G and D written as plain stacks, holding copies of gannet's initial weights."""
+    g, d = players.generator, players.discriminator
+    G = nn.Sequential(*[m for m in g.hidden], g.output, nn.Sigmoid())
+    D = nn.Sequential(nn.Dropout(1 - config.input_keep))
+    for layer in d.hidden:
+        D.extend([PlainMaxout(layer.linear, layer.units, layer.pieces), nn.Dropout(1 - config.hidden_keep)])
+    D.extend([d.output, nn.Flatten(0)])
+    G, D = copy.deepcopy(G), copy.deepcopy(D)
+    return G.train(), D.train()
 
 
 def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
     """The obvious loop; returns seconds for `steps` iterations (after 10 warm-up steps)."""
-    G, D = players.generator, players.discriminator
-    opt_g, opt_d = players.optimizer_g, players.optimizer_d
+    G, D = plain_models(players, config)
+    opt_g = torch.optim.SGD(G.parameters(), lr=config.lr, momentum=config.momentum)
+    opt_d = torch.optim.SGD(D.parameters(), lr=config.lr, momentum=config.momentum)
+    schedule = lambda n: learning_rate(config, n) / config.lr  # noqa: E731
+    decay = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in (opt_g, opt_d)]
     loader = DataLoader(TensorDataset(train), batch_size=config.batch_size, shuffle=True, drop_last=True)
     batches = iter(loader)
     started, losses = None, []
@@ -52,10 +84,12 @@ def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, de
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
+            decay[1].step()
             g_loss = F.softplus(-D(G(sample_noise(config.noise, config.batch_size, config.latent_dim, device)))).mean()
             opt_g.zero_grad()
             g_loss.backward()
             opt_g.step()
+            decay[0].step()
         else:  # simultaneous: both gradients from one forward pass
             logits_real, logits_fake = D(x), D(fake)
             d_loss = 0.5 * (F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean())
@@ -70,6 +104,8 @@ def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, de
                 p.grad = g
             opt_d.step()
             opt_g.step()
+            decay[1].step()
+            decay[0].step()
         losses.append((d_loss.item(), g_loss.item()))  # the per-step host sync of most loops
     return time.perf_counter() - started
 
@@ -91,6 +127,44 @@ def gannet_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, d
     return time.perf_counter() - started
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (the profiler's C++ start/stop lines)."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def products_only(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
+    """The matrix products of one gannet step (their shapes recorded by torch.profiler), replayed
+    back to back on fresh contiguous operands: a floor that no loop doing these products beats."""
+    batch = train[: config.batch_size * (config.k if config.update == "alternating" else 1)].to(device)
+    with quiet_stderr(), torch.profiler.profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        play_step(players, config, batch)
+    products = []
+    for event in prof.events():
+        if event.name in ("aten::mm", "aten::addmm"):
+            *bias, a, b = event.input_shapes[:3] if event.name == "aten::addmm" else event.input_shapes[:2]
+            operands = [torch.rand(shape, device=device) for shape in (*bias, a, b)]
+            products.append((torch.addmm, operands) if bias else (torch.mm, operands))
+    started = None
+    for i in range(steps + 10):
+        if i == 10:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+        for product, operands in products:
+            product(*operands)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
@@ -106,7 +180,7 @@ def main() -> None:
     for update in ("simultaneous", "alternating"):
         config = TrainConfig(update=update)
         times = {}
-        for name, loop in (("plain", plain_loop), ("gannet", gannet_loop)):
+        for name, loop in (("plain", plain_loop), ("gannet", gannet_loop), ("products", products_only)):
             torch.manual_seed(0)
             players = make_players(config, mnist, device)
             times[name] = loop(players, config, mnist.train, args.steps, device)
@@ -115,7 +189,8 @@ def main() -> None:
             f"{update:>12}: plain {rates['plain']:6.1f} steps/s ({1000 / rates['plain']:5.1f} ms)   "
             f"gannet {rates['gannet']:6.1f} steps/s ({1000 / rates['gannet']:5.1f} ms)   "
             f"ratio {rates['gannet'] / rates['plain']:.2f}×   "
-            f"gannet epoch (500 steps) {500 / rates['gannet']:.1f} s"
+            f"gannet epoch (500 steps) {500 / rates['gannet']:.1f} s   "
+            f"matrix products alone {1000 / rates['products']:5.1f} ms/step"
         )
 
 

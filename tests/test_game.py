@@ -92,3 +92,60 @@ def test_minimax_generator_step_descends_log_one_minus_d():
     grads = torch.autograd.grad(loss, list(G.parameters()))
     for got, want in zip(players.generator.parameters(), sgd_first_step(G.parameters(), grads, 0.1)):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("update", ["simultaneous", "alternating"])
+def test_steps_match_a_plain_loop_with_torchs_reference_sgd(update):
+    # gannet's players (fused SGD, its own step functions) against torch's single-tensor SGD
+    # with a LambdaLR decay and the update written out, for several steps: momentum and the
+    # decay included. Without dropout, so that both draw nothing at random; larger initial
+    # weights than the paper's, so that both players move well beyond the tolerance.
+    changes = {
+        "update": update,
+        "input_keep": 1.0,
+        "hidden_keep": 1.0,
+        "generator_init": 0.5,
+        "discriminator_init": 0.5,
+    }
+    config = TrainConfig(**{**SMALL.to_dict(), **changes})
+    players, data = small_players(config)
+    G, D = copy.deepcopy(players.generator), copy.deepcopy(players.discriminator)
+    decayed = lambda n: config.lr_decay ** (-n)  # noqa: E731  (lr / 1.000004^n; the floor is far)
+    opt_g = torch.optim.SGD(G.parameters(), lr=config.lr, momentum=config.momentum, foreach=False)
+    opt_d = torch.optim.SGD(D.parameters(), lr=config.lr, momentum=config.momentum, foreach=False)
+    decay_g, decay_d = (torch.optim.lr_scheduler.LambdaLR(o, decayed) for o in (opt_g, opt_d))
+    softplus = torch.nn.functional.softplus
+    for step in range(4):
+        x, z, z2 = data.train[10 * step : 10 * step + 10], torch.rand(10, 5) * 2 - 1, torch.rand(10, 5) * 2 - 1
+        if update == "simultaneous":
+            simultaneous_step(players, x, z)
+            logits_real, logits_fake = D(x), D(G(z))
+            loss_d = 0.5 * (softplus(-logits_real).mean() + softplus(logits_fake).mean())
+            grads_d = torch.autograd.grad(loss_d, list(D.parameters()), retain_graph=True)
+            grads_g = torch.autograd.grad(softplus(-logits_fake).mean(), list(G.parameters()))
+        else:
+            alternating_step(players, [x], [z, z2])
+            loss_d = 0.5 * (softplus(-D(x)).mean() + softplus(D(G(z).detach())).mean())
+            grads_d = torch.autograd.grad(loss_d, list(D.parameters()))
+            for p, g in zip(D.parameters(), grads_d):
+                p.grad = g
+            opt_d.step()
+            decay_d.step()
+            grads_d = None
+            grads_g = torch.autograd.grad(softplus(-D(G(z2))).mean(), list(G.parameters()))
+        if grads_d is not None:
+            for p, g in zip(D.parameters(), grads_d):
+                p.grad = g
+            opt_d.step()
+            decay_d.step()
+        for p, g in zip(G.parameters(), grads_g):
+            p.grad = g
+        opt_g.step()
+        decay_g.step()
+    before = small_players(config)[0]
+    for start, now in ((before.generator, G), (before.discriminator, D)):
+        moved = max((a - b).abs().max().item() for a, b in zip(start.parameters(), now.parameters()))
+        assert moved > 1e-3  # the comparison below is not between untouched weights
+    for mine, theirs in ((players.generator, G), (players.discriminator, D)):
+        for a, b in zip(mine.parameters(), theirs.parameters()):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
