@@ -223,3 +223,11 @@ def test_bare_command_shows_help_and_top_level_errors_read_once(capsys):
     assert code == 0 and "train" in out.out and "eval" in out.out and "figures" in out.out
     code, out = gannet("trian", capsys=capsys)
     assert code == 2 and out.err.startswith("gannet: error: argument COMMAND: invalid choice: 'trian'")
+
+
+def test_a_relative_data_dir_is_kept_as_the_folder_it_named(tmp_path, monkeypatch):
+    # a run's later commands (sample, eval, figures) read data_dir from config.json, maybe elsewhere
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert main(["train", "toy1d", "--epochs", "1", "--data-dir", "data", "--run-dir", "run", "--no-progress"]) == 0
+    assert config_module.load(tmp_path / "run" / "config.json").data_dir == str(tmp_path.resolve() / "data")

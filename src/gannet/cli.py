@@ -249,6 +249,8 @@ def _suggest(parser: argparse.ArgumentParser, argv: list[str], unknown: list[str
 def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
     """The run's config from the preset / config file / resumed run, with flag overrides."""
     overrides = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+    if overrides.get("data_dir"):  # as meant where it was typed: later commands may run elsewhere
+        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
     if args.resume is not None:
         if args.preset_name or args.config:
             raise GannetError("--resume continues a run with its own config; drop the preset and --config.")
