@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 import os
 import platform
 import time
@@ -32,7 +33,7 @@ from gannet.config import TrainConfig
 from gannet.data import load_mnist
 from gannet.noise import sample_noise
 from gannet.optim import learning_rate
-from gannet.train import make_players, play_step
+from gannet.train import examples_per_step, make_players, play_step
 
 
 class PlainMaxout(nn.Module):
@@ -56,6 +57,23 @@ def plain_models(players, config: TrainConfig) -> tuple[nn.Module, nn.Module]:
     return G.train(), D.train()
 
 
+def timed(step, steps: int, device: torch.device) -> float:
+    """Seconds for `steps` calls of `step()` after 10 warm-up calls, the device drained at both ends."""
+
+    def drain() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(10):
+        step()
+    drain()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    drain()
+    return time.perf_counter() - started
+
+
 def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
     """The obvious loop; returns seconds for `steps` iterations (after 10 warm-up steps)."""
     G, D = plain_models(players, config)
@@ -64,18 +82,15 @@ def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, de
     schedule = lambda n: learning_rate(config, n) / config.lr  # noqa: E731
     decay = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in (opt_g, opt_d)]
     loader = DataLoader(TensorDataset(train), batch_size=config.batch_size, shuffle=True, drop_last=True)
-    batches = iter(loader)
-    started, losses = None, []
-    for i in range(steps + 10):
-        if i == 10:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-        try:
-            (x,) = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            (x,) = next(batches)
+
+    def epochs():  # a fresh shuffle and collation every epoch, as a training loop has them
+        while True:
+            yield from loader
+
+    batches, losses = epochs(), []
+
+    def step() -> None:
+        (x,) = next(batches)
         x = x.to(device)
         z = sample_noise(config.noise, config.batch_size, config.latent_dim, device)
         fake = G(z)
@@ -107,24 +122,22 @@ def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, de
             decay[1].step()
             decay[0].step()
         losses.append((d_loss.item(), g_loss.item()))  # the per-step host sync of most loops
-    return time.perf_counter() - started
+
+    return timed(step, steps, device)
 
 
 def gannet_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
     resident = train.to(device)
-    per_step = config.batch_size * (config.k if config.update == "alternating" else 1)
+    per_step = examples_per_step(config)
     order = torch.randperm(len(resident), device=device)
-    total = torch.zeros(4, device=device)
-    started = None
-    for i in range(steps + 10):
-        if i == 10:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-        j = i % (len(resident) // per_step)
-        total += play_step(players, config, resident[order[j * per_step : (j + 1) * per_step]])
-    total.tolist()  # the one sync, as at a logging interval
-    return time.perf_counter() - started
+    minibatches = itertools.cycle(range(len(resident) // per_step))
+    total = torch.zeros(4, device=device)  # read once, at the end, as at a logging interval
+
+    def step() -> None:
+        j = next(minibatches)
+        total.add_(play_step(players, config, resident[order[j * per_step : (j + 1) * per_step]]))
+
+    return timed(step, steps, device)
 
 
 @contextlib.contextmanager
@@ -143,7 +156,7 @@ def quiet_stderr():
 def products_only(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
     """The matrix products of one gannet step (their shapes recorded by torch.profiler), replayed
     back to back on fresh contiguous operands: a floor that no loop doing these products beats."""
-    batch = train[: config.batch_size * (config.k if config.update == "alternating" else 1)].to(device)
+    batch = train[: examples_per_step(config)].to(device)
     with quiet_stderr(), torch.profiler.profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         play_step(players, config, batch)
     products = []
@@ -152,17 +165,12 @@ def products_only(players, config: TrainConfig, train: torch.Tensor, steps: int,
             *bias, a, b = event.input_shapes[:3] if event.name == "aten::addmm" else event.input_shapes[:2]
             operands = [torch.rand(shape, device=device) for shape in (*bias, a, b)]
             products.append((torch.addmm, operands) if bias else (torch.mm, operands))
-    started = None
-    for i in range(steps + 10):
-        if i == 10:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
+
+    def step() -> None:
         for product, operands in products:
             product(*operands)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
+
+    return timed(step, steps, device)
 
 
 def main() -> None:

@@ -115,33 +115,29 @@ def test_steps_match_a_plain_loop_with_torchs_reference_sgd(update):
     opt_d = torch.optim.SGD(D.parameters(), lr=config.lr, momentum=config.momentum, foreach=False)
     decay_g, decay_d = (torch.optim.lr_scheduler.LambdaLR(o, decayed) for o in (opt_g, opt_d))
     softplus = torch.nn.functional.softplus
+
+    def descend(net, opt, decay, loss, **kwargs):
+        for p, g in zip(net.parameters(), torch.autograd.grad(loss, list(net.parameters()), **kwargs)):
+            p.grad = g
+        opt.step()
+        decay.step()
+
     for step in range(4):
         x, z, z2 = data.train[10 * step : 10 * step + 10], torch.rand(10, 5) * 2 - 1, torch.rand(10, 5) * 2 - 1
         if update == "simultaneous":
             simultaneous_step(players, x, z)
             logits_real, logits_fake = D(x), D(G(z))
             loss_d = 0.5 * (softplus(-logits_real).mean() + softplus(logits_fake).mean())
-            grads_d = torch.autograd.grad(loss_d, list(D.parameters()), retain_graph=True)
-            grads_g = torch.autograd.grad(softplus(-logits_fake).mean(), list(G.parameters()))
+            grads_g = torch.autograd.grad(softplus(-logits_fake).mean(), list(G.parameters()), retain_graph=True)
+            descend(D, opt_d, decay_d, loss_d)  # both gradients taken before either player moves
+            for p, g in zip(G.parameters(), grads_g):
+                p.grad = g
+            opt_g.step()
+            decay_g.step()
         else:
             alternating_step(players, [x], [z, z2])
-            loss_d = 0.5 * (softplus(-D(x)).mean() + softplus(D(G(z).detach())).mean())
-            grads_d = torch.autograd.grad(loss_d, list(D.parameters()))
-            for p, g in zip(D.parameters(), grads_d):
-                p.grad = g
-            opt_d.step()
-            decay_d.step()
-            grads_d = None
-            grads_g = torch.autograd.grad(softplus(-D(G(z2))).mean(), list(G.parameters()))
-        if grads_d is not None:
-            for p, g in zip(D.parameters(), grads_d):
-                p.grad = g
-            opt_d.step()
-            decay_d.step()
-        for p, g in zip(G.parameters(), grads_g):
-            p.grad = g
-        opt_g.step()
-        decay_g.step()
+            descend(D, opt_d, decay_d, 0.5 * (softplus(-D(x)).mean() + softplus(D(G(z).detach())).mean()))
+            descend(G, opt_g, decay_g, softplus(-D(G(z2))).mean())
     before = small_players(config)[0]
     for start, now in ((before.generator, G), (before.discriminator, D)):
         moved = max((a - b).abs().max().item() for a, b in zip(start.parameters(), now.parameters()))
