@@ -79,7 +79,7 @@ def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, de
     G, D = plain_models(players, config)
     opt_g = torch.optim.SGD(G.parameters(), lr=config.lr, momentum=config.momentum)
     opt_d = torch.optim.SGD(D.parameters(), lr=config.lr, momentum=config.momentum)
-    schedule = lambda n: learning_rate(config, n) / config.lr  # noqa: E731
+    schedule = lambda n: learning_rate(config, n, len(train) // config.batch_size) / config.lr  # noqa: E731
     decay = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in (opt_g, opt_d)]
     loader = DataLoader(TensorDataset(train), batch_size=config.batch_size, shuffle=True, drop_last=True)
 

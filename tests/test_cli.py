@@ -55,6 +55,27 @@ def test_resume_continues_to_the_same_weights(mnist_run, tmp_path, data_dir):
     assert read_metrics(half) == read_metrics(mnist_run)  # the same numbers, Parzen monitor included
 
 
+def test_a_learning_rate_cut_given_on_resume_is_the_run_that_had_it_from_the_start(tmp_path, data_dir):
+    common = ["--data-dir", str(data_dir), *SMALL_MNIST]
+    cut = ["--lr-milestones", "1", "--lr-gamma", "0.5"]
+    straight, half = tmp_path / "straight", tmp_path / "half"
+    assert main(["train", "mnist", "--epochs", "2", *cut, "--run-dir", str(straight), *common]) == 0
+    assert main(["train", "mnist", "--epochs", "1", "--run-dir", str(half), *common]) == 0
+    assert main(["train", "--resume", str(half), "--epochs", "2", *cut, "--no-progress"]) == 0
+    first, second = load_weights(straight)[0], load_weights(half)[0]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    lr = {m["step"]: m["lr/g"] for m in read_metrics(half) if "lr/g" in m}
+    assert lr[5] == pytest.approx(0.1 / 1.000004**5) and lr[15] == pytest.approx(0.05 / 1.000004**15)
+    assert config_module.load(half / "config.json").lr_milestones == [1]
+
+
+def test_resume_refuses_to_change_the_rate_of_epochs_already_played(mnist_run, capsys):
+    before = (mnist_run / "config.json").read_bytes()
+    code, out = gannet("train", "--resume", mnist_run, "--epochs", "3", "--lr-milestones", "1", capsys=capsys)
+    assert code == 2 and "may change on --resume only from epoch 2 on" in out.err
+    assert (mnist_run / "config.json").read_bytes() == before
+
+
 def test_sample_writes_a_grid_and_the_raw_array(mnist_run, tmp_path, capsys):
     code, _ = gannet(
         "sample", mnist_run, "-n", 16, "-o", tmp_path / "grid.png", "--npy", tmp_path / "x.npy", capsys=capsys

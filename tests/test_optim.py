@@ -6,17 +6,37 @@ from gannet.data import toy1d
 from gannet.game import simultaneous_step
 from gannet.noise import sample_noise
 from gannet.optim import learning_rate, momentum_at
+from gannet.presets import preset_config
 from gannet.train import make_players
 
 
 def test_learning_rate_decays_by_the_factor_each_update_to_its_floor():
     config = TrainConfig()
-    assert learning_rate(config, 0) == 0.1
-    assert learning_rate(config, 1) == pytest.approx(0.1 / 1.000004)
-    assert learning_rate(config, 125_000) == pytest.approx(0.1 * 1.000004**-125_000)  # ≈ 0.0607
+    assert learning_rate(config, 0, 500) == 0.1
+    assert learning_rate(config, 1, 500) == pytest.approx(0.1 / 1.000004)
+    assert learning_rate(config, 125_000, 500) == pytest.approx(0.1 * 1.000004**-125_000)  # ≈ 0.0607
     fast = TrainConfig(lr=1e-3, lr_decay=10.0, lr_min=1e-6)
-    assert learning_rate(fast, 2) == pytest.approx(1e-5)
-    assert learning_rate(fast, 5) == 1e-6  # 1e-8 would be below the floor
+    assert learning_rate(fast, 2, 500) == pytest.approx(1e-5)
+    assert learning_rate(fast, 5, 500) == 1e-6  # 1e-8 would be below the floor
+
+
+def test_milestones_cut_the_rate_from_the_epoch_after_each():
+    config = TrainConfig(lr=0.1, lr_decay=1.0, lr_milestones=[2, 3], lr_gamma=0.5, lr_min=0.02)
+    # 10 updates per epoch: epochs 0-1 (updates 0-19) at 0.1, epoch 2 at 0.05, then 0.025
+    assert [learning_rate(config, u, 10) for u in (0, 19, 20, 29, 30, 500)] == [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
+    assert learning_rate(TrainConfig(lr_milestones=[1], lr_gamma=1e-6), 500, 500) == 1e-6  # the floor holds
+    decayed = TrainConfig(lr_milestones=[270])
+    assert learning_rate(decayed, 135_000, 500) == 0.1 / 1.000004**135_000 * 0.2
+
+
+def test_each_player_counts_its_own_updates_per_epoch():
+    # Algorithm 1 with k = 2: D makes 2 updates per iteration, G one
+    config = preset_config("toy1d", update="alternating", k=2, lr_decay=1.0, lr_milestones=[1], lr_gamma=0.5)
+    players = make_players(config, toy1d(), torch.device("cpu"))
+    steps = len(toy1d().train) // 200
+    rule_g, rule_d = players.scheduler_g.lr_lambdas[0], players.scheduler_d.lr_lambdas[0]
+    assert (rule_g(steps - 1), rule_g(steps)) == (1.0, 0.5)
+    assert (rule_d(2 * steps - 1), rule_d(2 * steps)) == (1.0, 0.5)
 
 
 def test_momentum_ramps_linearly_from_epoch_1_to_250():
@@ -43,6 +63,6 @@ def test_optimizers_follow_the_schedule_update_by_update():
     torch.manual_seed(0)
     players = make_players(config, data, torch.device("cpu"))
     for update in range(3):
-        assert players.optimizer_d.param_groups[0]["lr"] == pytest.approx(learning_rate(config, update))
+        assert players.optimizer_d.param_groups[0]["lr"] == pytest.approx(learning_rate(config, update, 500))
         simultaneous_step(players, data.train[:10], sample_noise("uniform", 10, 1))
     assert players.optimizer_g.param_groups[0]["lr"] == pytest.approx(0.1 / 1.5**3)

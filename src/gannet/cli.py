@@ -16,8 +16,18 @@ from gannet import presets
 from gannet.config import FIELDS, TrainConfig, field_type, flag
 from gannet.errors import GannetError
 
-# Flags that may change when a run is resumed: where it runs and for how long, not what it is.
-RESUMABLE = {"epochs", "device", "data_dir", "log_every", "checkpoint_every", "keep_checkpoints"}
+# Flags that may change when a run is resumed: where it runs and for how long, not what it is;
+# and the learning-rate cuts of epochs not yet begun (train.check_schedule_change).
+RESUMABLE = {
+    "epochs",
+    "device",
+    "data_dir",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "lr_milestones",
+    "lr_gamma",
+}
 
 
 class Parser(argparse.ArgumentParser):

@@ -113,6 +113,13 @@ class TrainConfig:
     lr: float = option(0.1, "Initial learning rate of both players.")
     lr_decay: float = option(1.000004, "After every update the learning rate is divided by this.")
     lr_min: float = option(1e-6, "The learning rate never decays below this.")
+    lr_milestones: list[int] = option(
+        [],
+        "After each of these epochs the learning rate is multiplied by --lr-gamma, e.g. 270,280 "
+        "(PyTorch's MultiStepLR, on top of the decay; not in the paper). May be changed on --resume "
+        "for epochs not yet begun.",
+    )
+    lr_gamma: float = option(0.2, "The factor applied at each of --lr-milestones.")
     max_col_norm: float | None = option(
         None, "After each update, cap the L2 norm of every unit's incoming weights (pylearn2's max_col_norm)."
     )
@@ -143,6 +150,11 @@ class TrainConfig:
             (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
             (self.lr_decay >= 1, "--lr-decay must be at least 1 (it divides the learning rate)"),
             (self.lr_min >= 0, "--lr-min must not be negative"),
+            (
+                all(m >= 1 for m in self.lr_milestones) and self.lr_milestones == sorted(set(self.lr_milestones)),
+                "--lr-milestones must be increasing epoch numbers of at least 1",
+            ),
+            (self.lr_gamma > 0 and math.isfinite(self.lr_gamma), "--lr-gamma must be a positive number"),
             (0 <= self.momentum < 1 and 0 <= self.momentum_final < 1, "momentum must be in [0, 1)"),
             (
                 self.momentum_saturate_epoch >= self.momentum_start_epoch,

@@ -19,10 +19,18 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) ->
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=fused)
 
 
-def learning_rate(config: TrainConfig, updates: int) -> float:
-    """lr for the player's update number `updates` (0-based): lr / decay^updates, floored at
-    lr_min — pylearn2's ExponentialDecay(1.000004, min_lr=1e-6)."""
-    return max(config.lr / config.lr_decay**updates, config.lr_min)
+def learning_rate(config: TrainConfig, updates: int, updates_per_epoch: int) -> float:
+    """lr for the player's update number `updates` (0-based): lr / decay^updates (pylearn2's
+    ExponentialDecay(1.000004, min_lr=1e-6)), times the milestones' factor for the update's epoch,
+    floored at lr_min. `updates_per_epoch`: the player's updates in one epoch."""
+    factor = milestone_factor(config, updates // updates_per_epoch)
+    return max(config.lr / config.lr_decay**updates * factor, config.lr_min)
+
+
+def milestone_factor(config: TrainConfig, epoch: int) -> float:
+    """lr_gamma to the number of lr_milestones passed by epoch `epoch` (0-based): milestone M
+    cuts the rate from the epoch after the M-th on, as MultiStepLR does."""
+    return config.lr_gamma ** sum(epoch >= m for m in config.lr_milestones)
 
 
 def momentum_at(config: TrainConfig, epoch: int) -> float:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from gannet import checkpoints
+from gannet import config as config_module
 from gannet import distributed as dist
 from gannet.config import TrainConfig
 from gannet.data import Dataset, dataset_for
@@ -31,7 +33,7 @@ from gannet.interrupts import StopRequest, TrainingInterrupted
 from gannet.metrics import MetricsWriter
 from gannet.networks import build_networks
 from gannet.noise import append_labels, num_classes, sample_codes
-from gannet.optim import learning_rate, make_optimizer, momentum_at, set_momentum
+from gannet.optim import learning_rate, make_optimizer, milestone_factor, momentum_at, set_momentum
 from gannet.parzen import PAPER_SIGMAS, parzen_log_likelihoods
 
 MONITOR_VALID = 1_000  # the *last* 1,000 validation images: the final protocol picks σ on the first
@@ -96,20 +98,42 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
     discriminator.to(device).train()
     optimizer_g = make_optimizer(generator.parameters(), config)
     optimizer_d = make_optimizer(discriminator.parameters(), config)
+    steps = max(len(data.train[: config.train_limit]) // examples_per_step(config), 1)  # per epoch
+    d_updates = config.k if config.update == "alternating" else 1  # per step
 
-    def schedule(updates: int) -> float:
-        return learning_rate(config, updates) / config.lr
+    def schedule(updates_per_epoch: int) -> Callable[[int], float]:
+        return lambda updates: learning_rate(config, updates, updates_per_epoch) / config.lr
 
     return Players(
         generator,
         discriminator,
         optimizer_g,
         optimizer_d,
-        torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule),
-        torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule),
+        torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule(steps)),
+        torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule(steps * d_updates)),
         config.generator_loss,
         config.max_col_norm,
     )
+
+
+def follow_schedule(players: Players) -> None:
+    """Set both optimizers' lr to what this config's schedule gives their next update (after
+    loading a checkpoint whose run had other --lr-milestones; the same value otherwise)."""
+    for scheduler in (players.scheduler_g, players.scheduler_d):
+        groups = scheduler.optimizer.param_groups
+        for group, base, rule in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            group["lr"] = base * rule(scheduler.last_epoch)  # as LambdaLR computes it
+        scheduler._last_lr = [group["lr"] for group in groups]
+
+
+def check_schedule_change(previous: TrainConfig, config: TrainConfig, progress: Progress) -> None:
+    """On --resume, the lr milestones may change only for epochs not yet begun."""
+    begun = progress.epoch + (progress.order is not None)
+    if any(milestone_factor(previous, e) != milestone_factor(config, e) for e in range(begun)):
+        raise GannetError(
+            f"--lr-milestones and --lr-gamma may change on --resume only from epoch {begun} on "
+            f"(epochs up to {begun} have been played with the old ones)."
+        )
 
 
 def training_state(
@@ -262,7 +286,6 @@ def _train(
             f"One step needs {examples_per_step(config)} training examples (batch size × k) but the "
             f"training set has {len(train_set)}; lower --batch-size or --k."
         )
-    dist.on_main(cluster, lambda: config.save(run_dir / "config.json"))
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -287,7 +310,11 @@ def _train(
     )
     progress = Progress()
     if resume:
+        previous = config_module.load(run_dir / "config.json")
         progress, fixed_noise = restore(run_dir, players, data_rng, device, noise_rng, cluster)
+        check_schedule_change(previous, config, progress)
+        follow_schedule(players)
+    dist.on_main(cluster, lambda: config.save(run_dir / "config.json"))
     fixed_noise = fixed_noise.to(device)
     if cluster is not None:
         players.ddp_generator = dist.wrap(players.generator, device)
