@@ -73,8 +73,10 @@ def test_eval_parzen_of_a_samples_file(tmp_path, data_dir, capsys):
         (np.array([{"a": 1}], dtype=object), "not a readable .npy"),  # a pickle inside: refused
     ],
 )
-def test_bad_samples_files_are_one_sentence(tmp_path, data_dir, array, message, capsys):
+def test_bad_samples_files_are_one_sentence(tmp_path, data_dir, array, message, capsys, monkeypatch):
     np.save(tmp_path / "bad.npy", array, allow_pickle=True)
+    # the file is checked first: no waiting for MNIST to load (or download) to hear it is wrong
+    monkeypatch.setattr("gannet.data.load_dataset", lambda *a, **k: pytest.fail("data set loaded first"))
     code, out = gannet("eval", "parzen", "--samples", tmp_path / "bad.npy", "--data-dir", data_dir, capsys=capsys)
     assert code == 2 and message in out.err and out.err.count("\n") == 1
 
