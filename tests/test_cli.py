@@ -72,7 +72,7 @@ def test_a_learning_rate_cut_given_on_resume_is_the_run_that_had_it_from_the_sta
 def test_resume_refuses_to_change_the_rate_of_epochs_already_played(mnist_run, capsys):
     before = (mnist_run / "config.json").read_bytes()
     code, out = gannet("train", "--resume", mnist_run, "--epochs", "3", "--lr-milestones", "1", capsys=capsys)
-    assert code == 2 and "may change on --resume only from epoch 2 on" in out.err
+    assert code == 2 and "only at milestones of 2 or later" in out.err
     assert (mnist_run / "config.json").read_bytes() == before
 
 

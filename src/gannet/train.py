@@ -131,8 +131,8 @@ def check_schedule_change(previous: TrainConfig, config: TrainConfig, progress: 
     begun = progress.epoch + (progress.order is not None)
     if any(milestone_factor(previous, e) != milestone_factor(config, e) for e in range(begun)):
         raise GannetError(
-            f"--lr-milestones and --lr-gamma may change on --resume only from epoch {begun} on "
-            f"(epochs up to {begun} have been played with the old ones)."
+            f"--lr-milestones and --lr-gamma may change on --resume only at milestones of {begun} or later: "
+            f"this run has begun {begun} epochs under the old ones."
         )
 
 
