@@ -496,7 +496,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     if args.sigma is not None and args.sigma <= 0 or any(s <= 0 for s in args.sigmas or []):
         raise GannetError("Parzen widths (--sigma, --sigmas) must be positive.")
     device = resolve_device(args.device)
-    # the samples' source is checked before the (slower) data set is loaded and verified
+    # the samples first: a wrong file or model is reported before the data set is loaded and verified
     if args.samples is not None:
         samples = load_samples_file(args.samples, math.prod(data.DATA_SHAPES[args.dataset]))
         origin, output = str(args.samples), args.output
@@ -504,10 +504,9 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         generator, config, path = load_generator(args.source, str(device))
         if config.dataset != args.dataset:
             raise GannetError(f"{path} was trained on {config.dataset}, not {args.dataset}.")
+        samples = sample(generator, config, args.num_samples, args.seed, str(device))
         origin, output = str(path), args.output or run_dir_of(args.source) / "parzen.json"
     dataset = data.load_dataset(args.dataset, args.data_dir)
-    if args.samples is None:
-        samples = sample(generator, config, args.num_samples, args.seed, str(device))
     sigmas = args.sigmas or parzen.PAPER_SIGMAS
     valid, test = dataset.valid[: args.num_valid].to(device), dataset.test[: args.num_test].to(device)
 

@@ -99,7 +99,6 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
     optimizer_g = make_optimizer(generator.parameters(), config)
     optimizer_d = make_optimizer(discriminator.parameters(), config)
     steps = max(len(data.train[: config.train_limit]) // examples_per_step(config), 1)  # per epoch
-    d_updates = config.k if config.update == "alternating" else 1  # per step
 
     def schedule(updates_per_epoch: int) -> Callable[[int], float]:
         return lambda updates: learning_rate(config, updates, updates_per_epoch) / config.lr
@@ -110,7 +109,7 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
         optimizer_g,
         optimizer_d,
         torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule(steps)),
-        torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule(steps * d_updates)),
+        torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule(steps * d_updates_per_step(config))),
         config.generator_loss,
         config.max_col_norm,
     )
@@ -367,9 +366,14 @@ def training_examples(config: TrainConfig, data: Dataset) -> torch.Tensor:
     return append_labels(x, data.labels["train"][: config.train_limit], classes)
 
 
+def d_updates_per_step(config: TrainConfig) -> int:
+    """D's updates in one iteration: k for Algorithm 1 (each on its own minibatch), one otherwise."""
+    return config.k if config.update == "alternating" else 1
+
+
 def examples_per_step(config: TrainConfig) -> int:
-    """Training examples one iteration consumes: k minibatches for Algorithm 1, one otherwise."""
-    return config.batch_size * (config.k if config.update == "alternating" else 1)
+    """Training examples one iteration consumes: a minibatch per D update."""
+    return config.batch_size * d_updates_per_step(config)
 
 
 def play_step(
@@ -428,8 +432,7 @@ class Loop:
         steps = len(self.train_set) // per_step
         while p.position < steps:
             rows = p.order[p.position * per_step : (p.position + 1) * per_step]
-            groups = config.k if config.update == "alternating" else 1
-            batch = self.train_set[dist.my_slice(rows, self.cluster, groups)]
+            batch = self.train_set[dist.my_slice(rows, self.cluster, d_updates_per_step(config))]
             stats = play_step(self.players, config, batch, self.noise_rng, self.cluster)
             p.total += stats
             p.interval += stats
