@@ -1,6 +1,7 @@
 """The `gannet` command as a user runs it, on real MNIST slices and the 1-D toy."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -153,6 +154,18 @@ def test_missing_data_says_where_it_looked(tmp_path, capsys):
     )
     assert code == 2 and f"looked in {tmp_path / 'none' / 'mnist'}" in out.err
     assert "gannet data download mnist" in out.err
+    assert not (tmp_path / "r").exists()  # nothing to clean up before the corrected command
+
+
+def test_force_with_missing_data_keeps_the_old_run(mnist_run, tmp_path, capsys):
+    run_dir = shutil.copytree(mnist_run, tmp_path / "run")
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    code, out = gannet(
+        "train", "mnist", "--data-dir", tmp_path / "none", "--no-download", "--run-dir", run_dir, "--force",
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and "looked in" in out.err
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # --force replaces only at the start
 
 
 def test_existing_run_directory_is_refused(mnist_run, capsys):

@@ -66,16 +66,23 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse a run directory that cannot be used; touches nothing (make_run_dir does, later)."""
     if resume:
         if not (run_dir / "config.json").is_file():
             raise GannetError(f"Cannot resume: {run_dir} is not a gannet run directory (no config.json).")
+    elif run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise GannetError(
+            f"Run directory {run_dir} already exists; pass --resume to continue it or --force to replace it."
+        )
+
+
+def make_run_dir(run_dir: Path, resume: bool) -> None:
+    """Create (or, after --force, empty) the run directory: only once the data and the networks
+    are ready, so a run that fails before its first step leaves no directory and replaces none."""
+    if resume:
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            raise GannetError(
-                f"Run directory {run_dir} already exists; pass --resume to continue it or --force to replace it."
-            )
+    if run_dir.exists() and any(run_dir.iterdir()):  # check_run_dir let it through: --force
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -272,7 +279,7 @@ def _train(
 ) -> Path:
     main = cluster is None or cluster.main
     run_dir = dist.broadcast(Path(run_dir) if run_dir is not None else default_run_dir(config), cluster)
-    dist.on_main(cluster, lambda: prepare_run_dir(run_dir, resume, force))
+    dist.on_main(cluster, lambda: check_run_dir(run_dir, resume, force))
     device = resolve_device(config.device)
     if cluster is not None:
         device = dist.device_for(cluster, device)
@@ -307,6 +314,7 @@ def _train(
         generator=torch.Generator().manual_seed(config.seed),
         labels=row_labels if data.is_image else None,
     )
+    dist.on_main(cluster, lambda: make_run_dir(run_dir, resume))
     progress = Progress()
     if resume:
         previous = config_module.load(run_dir / "config.json")
