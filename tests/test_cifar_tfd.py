@@ -337,6 +337,11 @@ def test_train_cifar10_fc_and_tfd_end_to_end(cifar_dir, tmp_path, capsys):
     assert "Table 1 (TFD): DBN 1909 ± 66" in captured.out and "Adversarial nets 2057 ± 26" in captured.out
     saved = json.loads((run / "parzen.json").read_text())
     assert saved["dataset"] == "tfd" and saved["num_test"] == 15 and saved["num_valid"] == 15
+    code, captured = gannet(
+        "eval", "parzen", run, "--dataset", "tfd", "--num-samples", 20, "--data-dir", tmp_path / "tfd-data",
+        "--no-ceiling", "--by-class", capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and "--by-class needs test labels" in captured.err
 
 
 def test_data_check_lists_every_data_set(cifar_dir, capsys):

@@ -35,6 +35,33 @@ def test_eval_parzen_of_a_run_reports_and_saves_the_papers_protocol(mnist_run, d
     assert code == 0 and json.loads((mnist_run / "parzen.json").read_text()) == record
 
 
+def test_eval_parzen_by_class_scores_each_digit_beside_the_ceiling(mnist_run, data_dir, tmp_path, capsys):
+    out_file = tmp_path / "p.json"
+    code, out = gannet(
+        "eval", "parzen", mnist_run, *SMALL, "--by-class", "-o", out_file, "--data-dir", data_dir, capsys=capsys
+    )  # fmt: skip
+    assert code == 0
+    record = json.loads(out_file.read_text())
+    mnist = load_mnist(data_dir / "mnist")
+    labels = mnist.labels["test"][:200]
+    generator, config, _ = load_generator(mnist_run)
+    direct = evaluate(sample(generator, config, 500, seed=0), mnist.valid[:100], mnist.test[:200], test_labels=labels)
+    assert sorted(map(int, record["per_class"])) == sorted(labels.unique().tolist())
+    for label, score in direct.per_class.items():
+        assert record["per_class"][str(label)]["log_likelihood"] == pytest.approx(score.log_likelihood, rel=1e-9)
+        assert record["per_class"][str(label)]["num_test"] == int((labels == label).sum())
+    lines = out.out.splitlines()
+    start = next(i for i, line in enumerate(lines) if "by test class" in line)
+    rows = lines[start + 1 : start + 1 + len(direct.per_class)]
+    assert all("ceiling" in row and "gap" in row for row in rows)
+    gaps = [float(row.split("gap")[1]) for row in rows]
+    assert gaps == sorted(gaps, reverse=True)
+    for row in rows:
+        label = int(row.split()[0])
+        real = record["ceiling"]["per_class"][str(label)]["log_likelihood"]
+        assert float(row.split("gap")[1]) == pytest.approx(real - direct.per_class[label].log_likelihood, abs=0.006)
+
+
 def test_eval_parzen_of_a_samples_file(tmp_path, data_dir, capsys):
     mnist = load_mnist(data_dir / "mnist")
     np.save(tmp_path / "s.npy", mnist.train[:300].numpy())

@@ -1,9 +1,18 @@
+import json
 import math
 
 import pytest
 import torch
 
-from gannet.parzen import PAPER_SIGMAS, evaluate, mean_and_se, parzen_log_likelihoods
+from gannet.parzen import (
+    PAPER_SIGMAS,
+    ClassScore,
+    ParzenResult,
+    evaluate,
+    format_by_class,
+    mean_and_se,
+    parzen_log_likelihoods,
+)
 
 
 def direct_log_likelihood(x, samples, sigma):
@@ -71,3 +80,34 @@ def test_paper_sigmas_are_logspace_minus_one_to_zero():
 
 def test_standard_error_is_population_std_over_root_m():
     assert mean_and_se(torch.tensor([1.0, 3.0])) == pytest.approx((2.0, 1 / math.sqrt(2)))
+
+
+def test_per_class_scores_are_each_class_images_mean_and_se(points):
+    samples, x = points
+    labels = torch.tensor([0, 1, 2, 1] * 5)  # the 20 test points of three classes
+    result = evaluate(samples, x[:20], x[20:], sigma=0.25, dtype=torch.float64, test_labels=labels)
+    direct = torch.tensor([direct_log_likelihood(r.tolist(), samples.tolist(), 0.25) for r in x[20:]])
+    assert sorted(result.per_class) == [0, 1, 2]
+    for label, score in result.per_class.items():
+        mine = direct[labels == label]
+        assert score.num_test == len(mine)
+        assert score.log_likelihood == pytest.approx(mine.mean().item(), rel=1e-6)
+        assert score.standard_error == pytest.approx(mine.std(unbiased=False).item() / math.sqrt(len(mine)), rel=1e-6)
+    weighted = sum(s.log_likelihood * s.num_test for s in result.per_class.values()) / 20
+    assert weighted == pytest.approx(result.log_likelihood, rel=1e-9)
+    assert ParzenResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result  # what the JSON file holds
+    assert evaluate(samples, x[:20], x[20:], sigma=0.25).per_class == {}  # no labels, no classes
+
+
+def test_by_class_lines_put_the_largest_gap_first():
+    def result(scores):
+        per_class = {c: ClassScore(ll, 1.0, 10) for c, ll in scores.items()}
+        return ParzenResult(0.0, 0.0, 0.2, 100, 30, per_class=per_class)
+
+    model, real = result({0: 100.0, 1: 50.0, 2: 90.0}), result({0: 110.0, 1: 120.0, 2: 95.0})
+    lines = format_by_class(model, real).splitlines()
+    assert "largest gap to the ceiling first" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["1", "0", "2"]  # gaps 70, 10, 5
+    assert lines[1].rstrip().endswith("gap   70.00") and "LL =    50.00 ±  1.00" in lines[1]
+    alone = format_by_class(model).splitlines()  # no ceiling: by label, no gap column
+    assert [line.split()[0] for line in alone[1:]] == ["0", "1", "2"] and "gap" not in alone[1]

@@ -148,6 +148,11 @@ def build_parser() -> Parser:
         default=True,
         help="also score 10,000 real training images as 'samples', the estimator's ceiling",
     )
+    parzen.add_argument(
+        "--by-class",
+        action="store_true",
+        help="also print the mean test LL of each digit class beside the ceiling's (always saved in the JSON)",
+    )
     parzen.add_argument("-o", "--output", type=Path, help="JSON result [RUN_DIR/parzen.json]")
 
     figures = sub.add_parser("figures", help="the paper's figures as PNG/PDF/SVG", allow_abbrev=False)
@@ -509,13 +514,19 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     dataset = data.load_dataset(args.dataset, args.data_dir)
     sigmas = args.sigmas or parzen.PAPER_SIGMAS
     valid, test = dataset.valid[: args.num_valid].to(device), dataset.test[: args.num_test].to(device)
+    labels = dataset.labels["test"][: args.num_test] if "test" in dataset.labels else None
+    if args.by_class and labels is None:
+        raise GannetError(f"--by-class needs test labels, and {args.dataset}'s test images have none.")
 
     def score(points: torch.Tensor):
-        return parzen.evaluate(points.to(device), valid, test, sigmas, args.sigma, args.batch_size, progress=None)
+        return parzen.evaluate(
+            points.to(device), valid, test, sigmas, args.sigma, args.batch_size, progress=None, test_labels=labels
+        )
 
     result = score(samples)
     print(f"{origin}: {result}  [{result.num_samples:,} samples, {result.num_test:,} test images]")
     record = {"source": origin, "dataset": args.dataset, "num_valid": len(valid), **result.to_dict()}
+    ceiling = None
     if args.ceiling:
         # The same for every model: cached per protocol (MNIST's content is fixed by its checksums).
         grid = ",".join(f"{s:.6g}" for s in sigmas)
@@ -523,12 +534,16 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         cache = data.cache_dir() / "parzen-ceiling" / f"{key}.json"
         try:
             ceiling = parzen.ParzenResult.from_dict(json.loads(cache.read_text()))
+            if labels is not None and not ceiling.per_class:
+                raise KeyError("per_class")  # cached by a gannet that did not score classes
         except (OSError, ValueError, TypeError, KeyError):  # absent or unreadable: recompute
             ceiling = score(dataset.train[: len(samples)])
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(ceiling.to_dict()))
         print(f"  ceiling: {len(samples):,} real training images as samples: {ceiling}")
         record["ceiling"] = ceiling.to_dict()
+    if args.by_class:
+        print(parzen.format_by_class(result, ceiling))
     table = "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1[args.dataset].items())
     print(f"  Table 1 ({args.dataset.upper()}): {table}")
     if output is not None:
