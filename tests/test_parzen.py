@@ -100,14 +100,16 @@ def test_per_class_scores_are_each_class_images_mean_and_se(points):
 
 
 def test_by_class_lines_put_the_largest_gap_first():
-    def result(scores):
+    def result(scores, sigma=0.2):
         per_class = {c: ClassScore(ll, 1.0, 10) for c, ll in scores.items()}
-        return ParzenResult(0.0, 0.0, 0.2, 100, 30, per_class=per_class)
+        return ParzenResult(0.0, 0.0, sigma, 100, 30, per_class=per_class)
 
     model, real = result({0: 100.0, 1: 50.0, 2: 90.0}), result({0: 110.0, 1: 120.0, 2: 95.0})
     lines = format_by_class(model, real).splitlines()
-    assert "largest gap to the ceiling first" in lines[0]
+    assert "beside real training images (largest gap first)" in lines[0]
     assert [line.split()[0] for line in lines[1:]] == ["1", "0", "2"]  # gaps 70, 10, 5
-    assert lines[1].rstrip().endswith("gap   70.00") and "LL =    50.00 ±  1.00" in lines[1]
-    alone = format_by_class(model).splitlines()  # no ceiling: by label, no gap column
+    assert lines[1].rstrip().endswith("real   120.00   gap   70.00") and "LL =    50.00 ±  1.00" in lines[1]
+    alone = format_by_class(model).splitlines()  # nothing to compare with: by label, no gap column
     assert [line.split()[0] for line in alone[1:]] == ["0", "1", "2"] and "gap" not in alone[1]
+    with pytest.raises(ValueError, match="one sigma"):  # the normalisers of two sigmas differ by far more
+        format_by_class(model, result({0: 1.0, 1: 1.0, 2: 1.0}, sigma=0.1668))

@@ -159,19 +159,23 @@ def evaluate(
     return ParzenResult(ll, se, float(sigma), len(samples), len(test), validation, per_class)
 
 
-def format_by_class(result: ParzenResult, ceiling: ParzenResult | None = None) -> str:
-    """One line per test class: its images' mean LL ± SE, and beside it (given a ceiling with
-    per-class scores) what real training images get and the gap, largest gaps first."""
+def format_by_class(result: ParzenResult, real: ParzenResult | None = None) -> str:
+    """One line per test class: its images' mean LL ± SE and, given `real` (real training
+    images scored at the same σ, per class), theirs and the gap, largest gap first. At the same
+    σ only: the normaliser d·log(σ√2π) differs by ~200 nats between neighbouring grid values,
+    which would swamp the comparison."""
+    if real is not None and real.sigma != result.sigma:
+        raise ValueError(f"compare classes at one sigma, not {result.sigma:.4g} and {real.sigma:.4g}")
     rows = sorted(result.per_class.items())
-    if ceiling is not None and ceiling.per_class:
-        rows.sort(key=lambda item: item[1].log_likelihood - ceiling.per_class[item[0]].log_likelihood)
-    order = ", largest gap to the ceiling first" if ceiling is not None and ceiling.per_class else ""
-    lines = [f"  by test class (sigma = {result.sigma:.4g}){order}:"]
+    if real is not None and real.per_class:
+        rows.sort(key=lambda item: item[1].log_likelihood - real.per_class[item[0]].log_likelihood)
+    beside = ", beside real training images (largest gap first)" if real is not None and real.per_class else ""
+    lines = [f"  by test class (sigma = {result.sigma:.4g}){beside}:"]
     for label, score in rows:
         ll, se = score.log_likelihood, score.standard_error
         line = f"    {label:>5}  {score.num_test:>6,} images  LL = {ll:8.2f} ± {se:5.2f}"
-        if ceiling is not None and label in ceiling.per_class:
-            real = ceiling.per_class[label].log_likelihood
-            line += f"   ceiling {real:8.2f}   gap {real - score.log_likelihood:7.2f}"
+        if real is not None and label in real.per_class:
+            theirs = real.per_class[label].log_likelihood
+            line += f"   real {theirs:8.2f}   gap {theirs - score.log_likelihood:7.2f}"
         lines.append(line)
     return "\n".join(lines)
