@@ -174,6 +174,13 @@ def test_existing_run_directory_is_refused(mnist_run, capsys):
     assert (mnist_run / "checkpoints" / "epoch-0002.safetensors").is_file()  # nothing was touched
 
 
+def test_a_file_as_run_directory_is_one_sentence(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    code, out = gannet("train", "toy1d", "--run-dir", tmp_path / "notes.txt", "--force", capsys=capsys)
+    assert code == 2 and "is a file, not a run directory" in out.err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_force_replaces_a_run_directory(tmp_path):
     run_dir = tmp_path / "r"
     run_dir.mkdir()

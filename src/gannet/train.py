@@ -68,6 +68,8 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """Refuse a run directory that cannot be used; touches nothing (make_run_dir does, later)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GannetError(f"{run_dir} is a file, not a run directory; give --run-dir a folder.")
     if resume:
         if not (run_dir / "config.json").is_file():
             raise GannetError(f"Cannot resume: {run_dir} is not a gannet run directory (no config.json).")
