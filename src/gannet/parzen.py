@@ -166,16 +166,17 @@ def format_by_class(result: ParzenResult, real: ParzenResult | None = None) -> s
     which would swamp the comparison."""
     if real is not None and real.sigma != result.sigma:
         raise ValueError(f"compare classes at one sigma, not {result.sigma:.4g} and {real.sigma:.4g}")
+    theirs = real.per_class if real is not None else {}
     rows = sorted(result.per_class.items())
-    if real is not None and real.per_class:
-        rows.sort(key=lambda item: item[1].log_likelihood - real.per_class[item[0]].log_likelihood)
-    beside = ", beside real training images (largest gap first)" if real is not None and real.per_class else ""
+    if theirs:
+        rows.sort(key=lambda item: item[1].log_likelihood - theirs[item[0]].log_likelihood)
+    beside = ", beside real training images (largest gap first)" if theirs else ""
     lines = [f"  by test class (sigma = {result.sigma:.4g}){beside}:"]
     for label, score in rows:
         ll, se = score.log_likelihood, score.standard_error
         line = f"    {label:>5}  {score.num_test:>6,} images  LL = {ll:8.2f} ± {se:5.2f}"
-        if real is not None and label in real.per_class:
-            theirs = real.per_class[label].log_likelihood
-            line += f"   real {theirs:8.2f}   gap {theirs - score.log_likelihood:7.2f}"
+        if label in theirs:
+            real_ll = theirs[label].log_likelihood
+            line += f"   real {real_ll:8.2f}   gap {real_ll - ll:7.2f}"
         lines.append(line)
     return "\n".join(lines)

@@ -215,6 +215,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         )
 
     result = score(samples)
+    real_images = dataset.train[: len(samples)]  # the ceiling's "samples"
     print(f"{origin}: {result}  [{result.num_samples:,} samples, {result.num_test:,} test images]")
     record = {"source": origin, "dataset": args.dataset, "num_valid": len(valid), **result.to_dict()}
     ceiling = None
@@ -228,7 +229,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
             if labels is not None and not ceiling.per_class:
                 raise KeyError("per_class")  # cached by a gannet that did not score classes
         except (OSError, ValueError, TypeError, KeyError):  # absent or unreadable: recompute
-            ceiling = score(dataset.train[: len(samples)])
+            ceiling = score(real_images)
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(ceiling.to_dict()))
         print(f"  ceiling: {len(samples):,} real training images as samples: {ceiling}")
@@ -236,7 +237,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     if args.by_class:
         real = ceiling
         if ceiling is not None and ceiling.sigma != result.sigma:  # classes compare at one sigma
-            real = score(dataset.train[: len(samples)], result.sigma)
+            real = score(real_images, result.sigma)
         print(parzen.format_by_class(result, real))
     table = "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1[args.dataset].items())
     print(f"  Table 1 ({args.dataset.upper()}): {table}")
