@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from gannet import data
+from gannet.data import cifar_tar
 from gannet.errors import GannetError
 from gannet.networks import build_networks, clip_column_norms
 from gannet.presets import preset_config
@@ -58,7 +59,7 @@ def write_cifar_tarball(path, seed=0, batches=None):
 def accept(monkeypatch, path):
     """Make the loader's checksum the small tarball's (the real one's is the 170 MB original's)."""
     digest = hashlib.md5(path.read_bytes()).hexdigest()
-    monkeypatch.setattr(data, "CIFAR10_SUM", (digest, path.stat().st_size))
+    monkeypatch.setattr(cifar_tar, "CIFAR10_SUM", (digest, path.stat().st_size))
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_cifar10_splits_order_and_normalisation(cifar_dir):
 
 
 def test_cifar10_wrong_checksum_is_refused(cifar_dir, monkeypatch):
-    monkeypatch.setattr(data, "CIFAR10_SUM", ("0" * 32, 1))
+    monkeypatch.setattr(cifar_tar, "CIFAR10_SUM", ("0" * 32, 1))
     with pytest.raises(GannetError, match="is not CIFAR-10's cifar-10-python.tar.gz"):
         data.load_dataset("cifar10", cifar_dir, download=False)
 

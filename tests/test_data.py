@@ -122,7 +122,6 @@ def test_failed_download_names_each_mirror_and_leaves_nothing(tmp_path, mirrors)
 
 
 def test_training_downloads_missing_mnist_into_the_first_data_folder(tmp_path, mirrors, monkeypatch):
-    monkeypatch.setattr(data, "MNIST_MIRRORS", (mirrors["good"],))
     monkeypatch.setattr(data.download_mnist, "__defaults__", ((mirrors["good"],), True))
     loaded = data.mnist(tmp_path / "fresh", download=True, progress=False)
     assert loaded.valid.shape == (10_000, 784)

@@ -51,6 +51,7 @@ def image_folder(tmp_path, mnist):
 
 def test_a_folder_of_images_is_decoded_once_and_cached(image_folder, mnist, monkeypatch):
     from gannet import data
+    from gannet.data import folder
 
     first = folder_dataset(image_folder, 28, 1, progress=False)
     assert first.shape == (1, 28, 28) and len(first.train) + len(first.valid) + len(first.test) == 120
@@ -63,7 +64,7 @@ def test_a_folder_of_images_is_decoded_once_and_cached(image_folder, mnist, monk
     def no_decoding(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data, "decode_image", no_decoding)
+    monkeypatch.setattr(folder, "decode_image", no_decoding)
     again = folder_dataset(image_folder, 28, 1, progress=False)  # from the cache
     assert torch.equal(again.train, first.train)
     monkeypatch.undo()

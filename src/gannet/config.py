@@ -196,7 +196,7 @@ class TrainConfig:
             choices = FIELDS[name].metadata["choices"]
             checks.append((getattr(self, name) in choices, f"--{flag(name)} must be one of {', '.join(choices)}"))
         checks += self._architecture_checks()
-        from gannet.data import NUM_CLASSES  # here: data.py is heavier than this module
+        from gannet.data import NUM_CLASSES  # here: gannet.data is heavier than this module
 
         checks.append(
             (
