@@ -18,7 +18,7 @@ from gannet.config import FIELDS, TrainConfig, flag
 from gannet.errors import GannetError
 
 # Flags that may change when a run is resumed: where it runs and for how long, not what it is;
-# and the learning-rate cuts of epochs not yet begun (train.check_schedule_change).
+# and the learning-rate cuts of epochs not yet begun (runs.check_schedule_change).
 RESUMABLE = {
     "epochs",
     "device",
@@ -156,7 +156,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gannet.interrupts import TrainingInterrupted
-    from gannet.train import default_run_dir, train
+    from gannet.runs import default_run_dir
+    from gannet.train import train
 
     config, run_dir = resolve_config(args)
     if args.resume is not None and args.force:
