@@ -70,6 +70,59 @@ def test_a_learning_rate_cut_given_on_resume_is_the_run_that_had_it_from_the_sta
     assert config_module.load(half / "config.json").lr_milestones == [1]
 
 
+def test_a_branch_from_an_older_checkpoint_is_the_run_that_had_its_flags_from_the_start(
+    mnist_run, tmp_path, data_dir, capsys
+):
+    cut = ["--lr-milestones", "1", "--lr-gamma", "0.5"]
+    straight, branch = tmp_path / "straight", tmp_path / "branch"
+    assert (
+        main(
+            [
+                "train",
+                "mnist",
+                "--epochs",
+                "2",
+                *cut,
+                "--run-dir",
+                str(straight),
+                "--data-dir",
+                str(data_dir),
+                *SMALL_MNIST,
+            ]
+        )
+        == 0
+    )
+    source = {p: p.read_bytes() for p in mnist_run.rglob("*") if p.is_file()}
+    first = mnist_run / "checkpoints" / "epoch-0001.safetensors"
+    assert main(["train", "--resume", str(first), "--run-dir", str(branch), *cut, "--no-progress"]) == 0
+    expected, got = load_weights(straight)[0], load_weights(branch)[0]
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    # epoch 1's records are copied, epoch 2's its own; only the rate logged after step 10 (the next
+    # update's) differs: the source run had no cut ahead of it
+    no_rate = [{k: v for k, v in m.items() if not k.startswith("lr/")} for m in read_metrics(straight)]
+    assert [{k: v for k, v in m.items() if not k.startswith("lr/")} for m in read_metrics(branch)] == no_rate
+    assert [m["lr/g"] for m in read_metrics(branch) if m["step"] == 15] == [pytest.approx(0.05 / 1.000004**15)]
+    assert sorted(p.name for p in (branch / "checkpoints").glob("*.safetensors")) == [
+        "best.safetensors",
+        "epoch-0001.safetensors",
+        "epoch-0002.safetensors",
+    ]
+    assert sorted(p.name for p in (branch / "samples").iterdir()) == ["epoch-0001.png", "epoch-0002.png"]
+    assert (branch / "samples" / "epoch-0001.png").read_bytes() == (
+        mnist_run / "samples" / "epoch-0001.png"
+    ).read_bytes()
+    assert config_module.load(branch / "config.json").lr_milestones == [1]
+    assert {p: p.read_bytes() for p in mnist_run.rglob("*") if p.is_file()} == source  # the source run untouched
+
+    code, out = gannet("train", "--resume", first, capsys=capsys)  # in place, it would drop epoch 2
+    assert code == 2 and "epoch-0001.safetensors is not the newest checkpoint" in out.err
+    code, out = gannet("train", "--resume", mnist_run, "--run-dir", branch, capsys=capsys)
+    assert code == 2 and "a branch needs a new one" in out.err
+    best = mnist_run / "checkpoints" / "best.safetensors"
+    code, out = gannet("train", "--resume", best, "--run-dir", tmp_path / "b2", capsys=capsys)
+    assert code == 2 and "has no training state beside it" in out.err and not (tmp_path / "b2").exists()
+
+
 def test_resume_refuses_to_change_the_rate_of_epochs_already_played(mnist_run, capsys):
     before = (mnist_run / "config.json").read_bytes()
     code, out = gannet("train", "--resume", mnist_run, "--epochs", "3", "--lr-milestones", "1", capsys=capsys)

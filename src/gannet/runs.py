@@ -4,7 +4,9 @@ continues exactly where it stopped, step for step."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from gannet.config import TrainConfig
 from gannet.errors import GannetError
 from gannet.game import Players
 from gannet.optim import milestone_factor
+
+_PICTURE = re.compile(r"epoch-(\d+)\.png")  # an epoch's sample picture, samples/epoch-0007.png
 
 
 @dataclass
@@ -48,7 +52,7 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+def check_run_dir(run_dir: Path, resume: bool, force: bool, branch: bool = False) -> None:
     """Refuse a run directory that cannot be used; touches nothing (make_run_dir does, later)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise GannetError(f"{run_dir} is a file, not a run directory; give --run-dir a folder.")
@@ -56,6 +60,10 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
         if not (run_dir / "config.json").is_file():
             raise GannetError(f"Cannot resume: {run_dir} is not a gannet run directory (no config.json).")
     elif run_dir.exists() and any(run_dir.iterdir()) and not force:
+        if branch:
+            raise GannetError(
+                f"Run directory {run_dir} already exists; a branch needs a new one: give another --run-dir."
+            )
         raise GannetError(
             f"Run directory {run_dir} already exists; pass --resume to continue it or --force to replace it."
         )
@@ -69,6 +77,56 @@ def make_run_dir(run_dir: Path, resume: bool) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):  # check_run_dir let it through: --force
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def start_point(run_dir: Path, resume: bool | str | os.PathLike) -> Path | None:
+    """The checkpoint that `run_dir` branches from, or None when the run starts afresh (resume
+    False) or continues `run_dir` itself (True, or run_dir's own newest checkpoint). Any other
+    run directory (its newest checkpoint) or epoch-NNNN checkpoint starts `run_dir` as a branch."""
+    if resume is False or resume is True:
+        return None
+    checkpoint = checkpoints.resolve(resume)
+    if not checkpoints.state_path(checkpoint).is_file():
+        raise GannetError(
+            f"{checkpoint} has no training state beside it ({checkpoints.state_path(checkpoint).name}); "
+            "a run can go on only from an epoch-NNNN checkpoint."
+        )
+    if checkpoints.run_dir_of(checkpoint).resolve() == run_dir.resolve():
+        if checkpoint.resolve() != checkpoints.resolve(run_dir).resolve():
+            raise GannetError(
+                f"{checkpoint.name} is not the newest checkpoint of {run_dir}; give --run-dir a new folder "
+                "to branch from it (going on in place would drop the later checkpoints)."
+            )
+        return None
+    if run_dir.resolve() in checkpoint.resolve().parents:
+        raise GannetError(f"{run_dir} holds {checkpoint}; a branch needs a folder of its own.")
+    return checkpoint
+
+
+def copy_history(checkpoint: Path, run_dir: Path) -> None:
+    """Begin the branch `run_dir` with what its source run had made up to `checkpoint`: the
+    checkpoint (so the branch can itself be resumed), the config it was written under, the
+    metrics and TensorBoard logs (records after the checkpoint are dropped when training
+    starts), the sample pictures of its epochs, and best.safetensors if no later than it."""
+    source = checkpoints.run_dir_of(checkpoint)
+    _, metadata, _ = checkpoints.load_weights(checkpoint)
+    epoch = int(metadata["epoch"])
+    folder = run_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (checkpoint, checkpoints.state_path(checkpoint)):
+        shutil.copy2(path, folder / path.name)
+    checkpoints.checkpoint_config(metadata, checkpoint).save(run_dir / "config.json")
+    best = source / "checkpoints" / "best.safetensors"
+    if best.is_file() and int(checkpoints.load_weights(best)[1]["epoch"]) <= epoch:
+        shutil.copy2(best, folder / best.name)
+    for path in [source / "metrics.jsonl", *source.glob("events.out.tfevents.*")]:
+        if path.is_file():
+            shutil.copy2(path, run_dir / path.name)
+    pictures = [p for p in (source / "samples").glob("epoch-*.png") if _PICTURE.fullmatch(p.name)]
+    (run_dir / "samples").mkdir(exist_ok=True)
+    for picture in pictures:
+        if int(_PICTURE.fullmatch(picture.name)[1]) <= epoch:
+            shutil.copy2(picture, run_dir / "samples" / picture.name)
 
 
 def follow_schedule(players: Players) -> None:
@@ -128,17 +186,17 @@ def training_state(
 
 
 def restore(
-    run_dir: Path,
+    source: Path,
     players: Players,
     data_rng: torch.Generator,
     device: torch.device,
     noise_rng: torch.Generator | None = None,
     cluster: dist.Cluster | None = None,
 ) -> tuple[Progress, torch.Tensor]:
-    """Load the newest checkpoint of `run_dir` into the players and the RNGs; return the
+    """Load `source` (a checkpoint, or a run directory's newest) into the players and the RNGs; return the
     progress and the fixed noise of the sample grids. A checkpoint of a distributed run gives
     each rank its own RNG state back when the number of processes is the same."""
-    tensors, _, path = checkpoints.load_weights(run_dir)
+    tensors, _, path = checkpoints.load_weights(source)
     weights_g, weights_d = checkpoints.split_weights(tensors)
     players.generator.load_state_dict(weights_g)
     players.discriminator.load_state_dict(weights_d)

@@ -8,6 +8,7 @@ time it waits for the device), a sample picture each epoch, a checkpoint every
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sys
@@ -38,11 +39,13 @@ from gannet.runs import (
     Progress,
     check_run_dir,
     check_schedule_change,
+    copy_history,
     default_run_dir,
     follow_schedule,
     global_rng_state,
     make_run_dir,
     restore,
+    start_point,
     training_state,
 )
 
@@ -111,18 +114,24 @@ def train(
     config: TrainConfig,
     run_dir: str | Path | None = None,
     *,
-    resume: bool = False,
+    resume: bool | str | Path = False,
     force: bool = False,
     progress_bar: bool | None = None,
     data: Dataset | None = None,
 ) -> Path:
-    """Train `config` in `run_dir` (resuming its newest checkpoint if `resume`); return run_dir.
+    """Train `config` in `run_dir`; return run_dir.
+
+    resume: True goes on from run_dir's newest checkpoint; a checkpoint file, or another run
+    directory (its newest checkpoint), starts run_dir as a branch of that run: a new folder that
+    begins with the run's history up to that checkpoint and trains on from it (say with other
+    lr milestones), the source run untouched.
 
     progress_bar: True / False, or None to show it only on a terminal. Ctrl-C or SIGTERM:
     the current step finishes, a checkpoint is written, and TrainingInterrupted is raised.
     Started by torchrun, each process trains its share of every batch (distributed.py).
     """
     config.validate()
+    resume = resume if isinstance(resume, str | os.PathLike) else bool(resume)
     cluster = dist.join(config)
     try:
         return _train(config, run_dir, resume, force, progress_bar, data, cluster)
@@ -133,7 +142,7 @@ def train(
 def _train(
     config: TrainConfig,
     run_dir: str | Path | None,
-    resume: bool,
+    resume: bool | str | Path,
     force: bool,
     progress_bar: bool | None,
     data: Dataset | None,
@@ -141,7 +150,9 @@ def _train(
 ) -> Path:
     main = cluster is None or cluster.main
     run_dir = dist.broadcast(Path(run_dir) if run_dir is not None else default_run_dir(config), cluster)
-    dist.on_main(cluster, lambda: check_run_dir(run_dir, resume, force))
+    branch = start_point(run_dir, resume)  # None: a fresh run, or run_dir's own checkpoint
+    in_place = resume is not False and branch is None
+    dist.on_main(cluster, lambda: check_run_dir(run_dir, in_place, force, branch is not None))
     device = resolve_device(config.device)
     if cluster is not None:
         device = dist.device_for(cluster, device)
@@ -176,11 +187,13 @@ def _train(
         generator=torch.Generator().manual_seed(config.seed),
         labels=row_labels if data.is_image else None,
     )
-    dist.on_main(cluster, lambda: make_run_dir(run_dir, resume))
+    dist.on_main(cluster, lambda: make_run_dir(run_dir, in_place))
+    if branch is not None:
+        dist.on_main(cluster, lambda: copy_history(branch, run_dir))
     progress = Progress()
-    if resume:
+    if resume is not False:
         previous = config_module.load(run_dir / "config.json")
-        progress, fixed_noise = restore(run_dir, players, data_rng, device, noise_rng, cluster)
+        progress, fixed_noise = restore(branch or run_dir, players, data_rng, device, noise_rng, cluster)
         check_schedule_change(previous, config, progress)
         follow_schedule(players)
     dist.on_main(cluster, lambda: config.save(run_dir / "config.json"))
@@ -189,7 +202,7 @@ def _train(
         players.ddp_generator = dist.wrap(players.generator, device)
         players.ddp_discriminator = dist.wrap(players.discriminator, device)
 
-    writer = MetricsWriter(run_dir, resume_step=progress.step if resume else None) if main else None
+    writer = MetricsWriter(run_dir, resume_step=progress.step if resume is not False else None) if main else None
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
         initial=progress.step,

@@ -47,7 +47,13 @@ def build_parser() -> Parser:
     train.add_argument("preset_name", nargs="?", metavar="PRESET", help="a name from `gannet presets` [mnist]")
     train.add_argument("--config", type=Path, help="start from a config.json instead of a preset")
     train.add_argument("--run-dir", type=Path, help="where the run is written [runs/<preset>-<time>]")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run to its --epochs")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR_OR_CHECKPOINT",
+        help="go on with a run to its --epochs; with another --run-dir, or from an older checkpoint, "
+        "a branch: a new run that starts from that checkpoint with its history",
+    )
     train.add_argument("--force", action="store_true", help="replace an existing run directory")
     train.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None, help="show the progress bar [on a terminal]"
@@ -141,10 +147,18 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         if fixed:
             names = ", ".join(f"--{flag(n)}" for n in fixed)
             raise GannetError(f"A resumed run keeps its hyper-parameters; {names} cannot change on --resume.")
-        base = config_module.load(args.resume / "config.json") if (args.resume / "config.json").is_file() else None
-        if base is None:
-            raise GannetError(f"Cannot resume: {args.resume} is not a gannet run directory (no config.json).")
-        return config_module.from_dict(overrides, base), args.resume
+        from gannet import checkpoints, runs
+
+        if not args.resume.exists():
+            raise GannetError(f"Cannot resume: {args.resume} is not a gannet run directory or checkpoint.")
+        run_dir = args.run_dir or checkpoints.run_dir_of(args.resume)
+        branch = runs.start_point(run_dir, args.resume)  # None: going on in run_dir itself
+        if branch is not None:
+            _, metadata, _ = checkpoints.load_weights(branch)
+            return config_module.from_dict(overrides, checkpoints.checkpoint_config(metadata, branch)), run_dir
+        if not (run_dir / "config.json").is_file():
+            raise GannetError(f"Cannot resume: {run_dir} is not a gannet run directory (no config.json).")
+        return config_module.from_dict(overrides, config_module.load(run_dir / "config.json")), run_dir
     if args.config is not None:
         if args.preset_name:
             raise GannetError("Give either a preset or --config, not both.")
@@ -166,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)  # torchrun: rank 0 speaks
     say(f"gannet: training '{config.preset}' in {run_dir}", file=sys.stderr)
     try:
-        train(config, run_dir, resume=args.resume is not None, force=args.force, progress_bar=args.progress)
+        train(config, run_dir, resume=args.resume or False, force=args.force, progress_bar=args.progress)
     except TrainingInterrupted as stopped:  # Ctrl-C or SIGTERM: a checkpoint was written
         say(f"\ngannet: {stopped}", file=sys.stderr)
         return stopped.exit_code
