@@ -166,27 +166,8 @@ def _train(
             f"training set has {len(train_set)}; lower --batch-size or --k."
         )
 
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    random.seed(config.seed)
-    data_rng = torch.Generator().manual_seed(config.seed)
-    players = make_players(config, data, device)
-    noise_rng = None
-    if cluster is not None:
-        # z for the global batch: one stream, the same on every rank (and the one a single
-        # process draws from); dropout masks: each rank's own stream
-        noise_rng = torch.Generator(device=device)
-        noise_rng.set_state(global_rng_state(device))
-        torch.manual_seed(config.seed + 1 + cluster.rank)
-    picture_size = config.grid_size**2 if data.is_image else 5_000  # a 1-D histogram needs more
-    # a conditional model's grid shows one class per row
-    row_labels = (torch.arange(picture_size) // config.grid_size) % max(num_classes(config), 1)
-    fixed_noise = sample_codes(
-        config,
-        picture_size,
-        generator=torch.Generator().manual_seed(config.seed),
-        labels=row_labels if data.is_image else None,
-    )
+    players, data_rng, noise_rng = seeded_players(config, data, device, cluster)
+    fixed_noise = grid_noise(config, data)
     dist.on_main(cluster, lambda: make_run_dir(run_dir, in_place))
     if branch is not None:
         dist.on_main(cluster, lambda: copy_history(branch, run_dir))
@@ -214,24 +195,62 @@ def _train(
         players, config, data, train_set, run_dir, progress, writer, bar, fixed_noise, data_rng, noise_rng, cluster
     )
     try:
-        with StopRequest() as stop:
-            while progress.epoch < config.epochs:
-                bar.set_description(f"epoch {progress.epoch + 1}/{config.epochs}")
-                started = time.perf_counter()
-                means = loop.play_epoch(stop)
-                if means is None:  # a signal arrived: checkpoint where we are and stop
-                    path = loop.save_checkpoint()
-                    raise TrainingInterrupted(
-                        f"{signal.Signals(stop.signum).name} received: stopped after step {progress.step}, "
-                        f"checkpoint {path.name} written; continue with `gannet train --resume {run_dir}`.",
-                        stop.signum,
-                    )
-                loop.finish_epoch(means, time.perf_counter() - started)
+        play(loop)
     finally:
         bar.close()
         if writer is not None:
             writer.close()
     return run_dir
+
+
+def seeded_players(
+    config: TrainConfig, data: Dataset, device: torch.device, cluster: dist.Cluster | None
+) -> tuple[Players, torch.Generator, torch.Generator | None]:
+    """Seed every RNG from config.seed, then build the players: (players, the data-order RNG,
+    the shared noise RNG of a distributed run or None)."""
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    data_rng = torch.Generator().manual_seed(config.seed)
+    players = make_players(config, data, device)
+    noise_rng = None
+    if cluster is not None:
+        # z for the global batch: one stream, the same on every rank (and the one a single
+        # process draws from); dropout masks: each rank's own stream
+        noise_rng = torch.Generator(device=device)
+        noise_rng.set_state(global_rng_state(device))
+        torch.manual_seed(config.seed + 1 + cluster.rank)
+    return players, data_rng, noise_rng
+
+
+def grid_noise(config: TrainConfig, data: Dataset) -> torch.Tensor:
+    """The fixed z of the per-epoch sample pictures (a conditional model's: one class per row)."""
+    picture_size = config.grid_size**2 if data.is_image else 5_000  # a 1-D histogram needs more
+    row_labels = (torch.arange(picture_size) // config.grid_size) % max(num_classes(config), 1)
+    return sample_codes(
+        config,
+        picture_size,
+        generator=torch.Generator().manual_seed(config.seed),
+        labels=row_labels if data.is_image else None,
+    )
+
+
+def play(loop: Loop) -> None:
+    """Epochs until config.epochs; a signal ends the run with a checkpoint where it stands."""
+    progress, config = loop.progress, loop.config
+    with StopRequest() as stop:
+        while progress.epoch < config.epochs:
+            loop.bar.set_description(f"epoch {progress.epoch + 1}/{config.epochs}")
+            started = time.perf_counter()
+            means = loop.play_epoch(stop)
+            if means is None:  # a signal arrived: checkpoint where we are and stop
+                path = loop.save_checkpoint()
+                raise TrainingInterrupted(
+                    f"{signal.Signals(stop.signum).name} received: stopped after step {progress.step}, "
+                    f"checkpoint {path.name} written; continue with `gannet train --resume {loop.run_dir}`.",
+                    stop.signum,
+                )
+            loop.finish_epoch(means, time.perf_counter() - started)
 
 
 def training_examples(config: TrainConfig, data: Dataset) -> torch.Tensor:
