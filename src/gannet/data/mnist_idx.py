@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import os
 import urllib.error
+import warnings
 import zlib
 from pathlib import Path
 
@@ -77,13 +78,23 @@ def read_mnist_file(path: Path, name: str) -> np.ndarray:
     return np.frombuffer(content, dtype=np.uint8, offset=4 + 4 * ndim).reshape(*dims.tolist())
 
 
+def _pixels(images: np.ndarray) -> torch.Tensor:
+    """(N, 28, 28) uint8 -> (N, 784) float32 in [0, 1]. The same numbers as NumPy's
+    astype(float32) / 255 (both divide exactly representable integers, correctly rounded), in
+    ~0.07 s instead of ~0.5 s for the training images: one allocation, two threads."""
+    with warnings.catch_warnings():  # a read-only view of the file's bytes; .float() copies it
+        warnings.simplefilter("ignore", UserWarning)
+        pixels = torch.from_numpy(images.reshape(len(images), -1))
+    return pixels.float().div_(255)
+
+
 def load_mnist(folder: Path) -> Dataset:
     """MNIST as the paper split it: train = first 50,000 training images, valid = last 10,000,
     test = the 10,000 test images; pixels scaled to [0, 1], flattened to 784."""
     arrays = {name: read_mnist_file(_mnist_file(folder, name), name) for name in MNIST_FILES}
-    images = torch.from_numpy(arrays["train-images-idx3-ubyte"].reshape(-1, 784).astype(np.float32) / 255)
+    images = _pixels(arrays["train-images-idx3-ubyte"])
     labels = torch.from_numpy(arrays["train-labels-idx1-ubyte"].astype(np.int64))
-    test = torch.from_numpy(arrays["t10k-images-idx3-ubyte"].reshape(-1, 784).astype(np.float32) / 255)
+    test = _pixels(arrays["t10k-images-idx3-ubyte"])
     n = MNIST_TRAIN_SIZE
     return Dataset(
         name="mnist",
