@@ -150,8 +150,9 @@ def _train(
 ) -> Path:
     main = cluster is None or cluster.main
     run_dir = dist.broadcast(Path(run_dir) if run_dir is not None else default_run_dir(config), cluster)
+    resuming = resume is not False  # in place, or as a branch
     branch = start_point(run_dir, resume)  # None: a fresh run, or run_dir's own checkpoint
-    in_place = resume is not False and branch is None
+    in_place = resuming and branch is None
     dist.on_main(cluster, lambda: check_run_dir(run_dir, in_place, force, branch is not None))
     device = resolve_device(config.device)
     if cluster is not None:
@@ -172,7 +173,7 @@ def _train(
     if branch is not None:
         dist.on_main(cluster, lambda: copy_history(branch, run_dir))
     progress = Progress()
-    if resume is not False:
+    if resuming:
         previous = config_module.load(run_dir / "config.json")
         progress, fixed_noise = restore(branch or run_dir, players, data_rng, device, noise_rng, cluster)
         check_schedule_change(previous, config, progress)
@@ -183,7 +184,7 @@ def _train(
         players.ddp_generator = dist.wrap(players.generator, device)
         players.ddp_discriminator = dist.wrap(players.discriminator, device)
 
-    writer = MetricsWriter(run_dir, resume_step=progress.step if resume is not False else None) if main else None
+    writer = MetricsWriter(run_dir, resume_step=progress.step if resuming else None) if main else None
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
         initial=progress.step,

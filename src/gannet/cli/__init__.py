@@ -156,8 +156,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         if branch is not None:
             _, metadata, _ = checkpoints.load_weights(branch)
             return config_module.from_dict(overrides, checkpoints.checkpoint_config(metadata, branch)), run_dir
-        if not (run_dir / "config.json").is_file():
-            raise GannetError(f"Cannot resume: {run_dir} is not a gannet run directory (no config.json).")
+        runs.check_run_dir(run_dir, resume=True, force=False)  # a run directory, with its config.json
         return config_module.from_dict(overrides, config_module.load(run_dir / "config.json")), run_dir
     if args.config is not None:
         if args.preset_name:
