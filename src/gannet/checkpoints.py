@@ -74,9 +74,11 @@ def save(
     state: dict[str, Any],
     config: TrainConfig,
     keep: int,
+    keep_every: int = 0,
 ) -> Path:
     """Write a checkpoint of `state` (its "epoch", "step" and "progress" name it), then delete
-    all but the `keep` newest. Returns the weights file. A failed write (a full disk, say) is a
+    all but the `keep` newest and, with `keep_every`, those after a multiple of `keep_every`
+    epochs (for `gannet average`). Returns the weights file. A failed write (a full disk, say) is a
     GannetError that names the previous checkpoint, which is untouched."""
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,9 @@ def save(
         kept = f"the previous checkpoint, {previous[-1].name}, is intact" if previous else "no checkpoint was kept"
         raise GannetError(f"Could not write checkpoint {path.name} ({error.strerror or error}); {kept}.") from None
     for old in checkpoint_paths(run_dir)[:-keep]:
+        epoch, step = _NAME.search(old.name).groups()
+        if keep_every and step is None and int(epoch) % keep_every == 0:
+            continue
         state_path(old).unlink(missing_ok=True)
         old.unlink(missing_ok=True)
     return path
@@ -105,11 +110,17 @@ def save_best(
     run_dir: Path, epoch: int, weights: dict[str, torch.Tensor], config: TrainConfig, scores: dict[str, float]
 ) -> Path:
     """Write `checkpoints/best.safetensors` (weights only, for sampling and evaluation)."""
-    folder = Path(run_dir) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "best.safetensors"
+    return save_weights(Path(run_dir) / "checkpoints" / "best.safetensors", epoch, weights, config, scores)
+
+
+def save_weights(
+    path: Path, epoch: int, weights: dict[str, torch.Tensor], config: TrainConfig, notes: dict[str, Any]
+) -> Path:
+    """A weights-only checkpoint (no training state: for sampling and evaluation), with `notes`
+    (scores, what it was made from) in its metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = _metadata(epoch, None, config)
-    metadata.update({k: repr(v) for k, v in scores.items()})
+    metadata.update({k: v if isinstance(v, str) else repr(v) for k, v in notes.items()})
     _write_weights(path, weights, metadata)
     return path
 

@@ -39,6 +39,9 @@ class Progress:
     interval: torch.Tensor | None = None  # (4,) sums since the last metrics record
     since_log: int = 0
     first_bad: torch.Tensor | None = None  # (2,) first step with a non-finite D / G loss, −1 if none
+    # --average-from: float64 sums of G's weights after each epoch averaged so far (on the CPU)
+    average: dict[str, torch.Tensor] | None = None
+    averaged: int = 0  # how many epochs those sums hold
 
     def state_dict(self) -> dict:
         return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -107,7 +110,8 @@ def copy_history(checkpoint: Path, run_dir: Path) -> None:
     """Begin the branch `run_dir` with what its source run had made up to `checkpoint`: the
     checkpoint (so the branch can itself be resumed), the config it was written under, the
     metrics and TensorBoard logs (records after the checkpoint are dropped when training
-    starts), the sample pictures of its epochs, and best.safetensors if no later than it."""
+    starts), the sample pictures of its epochs, and best.safetensors if no later than it
+    (average.safetensors is written from the checkpoint's state when training starts)."""
     source = checkpoints.run_dir_of(checkpoint)
     _, metadata, _ = checkpoints.load_weights(checkpoint)
     epoch = int(metadata["epoch"])
@@ -138,12 +142,21 @@ def follow_schedule(players: Players) -> None:
 
 
 def check_schedule_change(previous: TrainConfig, config: TrainConfig, progress: Progress) -> None:
-    """On --resume, the lr milestones may change only for epochs not yet begun."""
+    """On --resume, the lr milestones may change only for epochs not yet begun, and
+    --average-from only while no epoch has been averaged (and to an epoch not yet finished)."""
     begun = progress.epoch + (progress.order is not None)
     if any(milestone_factor(previous, e) != milestone_factor(config, e) for e in range(begun)):
         raise GannetError(
             f"--lr-milestones and --lr-gamma may change on --resume only at milestones of {begun} or later: "
             f"this run has begun {begun} epochs under the old ones."
+        )
+    if config.average_from != previous.average_from and (
+        progress.averaged or 0 < config.average_from <= progress.epoch
+    ):
+        raise GannetError(
+            f"--average-from may change on --resume only before averaging has begun, to an epoch after "
+            f"{progress.epoch} (this run has finished {progress.epoch} epochs"
+            f"{f', {progress.averaged} of them averaged' if progress.averaged else ''})."
         )
 
 

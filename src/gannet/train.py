@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gannet import checkpoints
+from gannet import averaging, checkpoints
 from gannet import config as config_module
 from gannet import distributed as dist
 from gannet.config import TrainConfig
@@ -195,6 +195,8 @@ def _train(
     loop = Loop(
         players, config, data, train_set, run_dir, progress, writer, bar, fixed_noise, data_rng, noise_rng, cluster
     )
+    if resuming and progress.averaged:  # a branch starts with the average of its checkpoint
+        dist.on_main(cluster, loop.write_average)
     try:
         play(loop)
     finally:
@@ -392,6 +394,9 @@ class Loop:
                 p.best_parzen = monitor["parzen/valid"]
                 checkpoints.save_best(self.run_dir, p.epoch, players_weights(self.players), config, monitor)
                 note += " (best)"
+        if config.average_from and p.epoch >= config.average_from:  # Polyak averaging of G
+            p.average, p.averaged = averaging.add(p.average or {}, self.players.generator.state_dict()), p.averaged + 1
+            self.write_average()
         self.bar.write(
             f"epoch {p.epoch}/{config.epochs}  step {p.step}  "
             f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
@@ -400,6 +405,13 @@ class Loop:
         )
         picture = self.run_dir / "samples" / f"epoch-{p.epoch:04d}.png"
         save_epoch_picture(self.players, self.data, self.fixed_noise, picture, title=f"epoch {p.epoch}")
+
+    def write_average(self) -> None:
+        """checkpoints/average.safetensors: the mean generator of the epochs summed in progress."""
+        p, players = self.progress, self.players
+        averaging.write_running_average(
+            self.run_dir, p.epoch, p.average, p.averaged, players.generator, players.discriminator, self.config
+        )
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint (rank 0; every rank of a distributed run must call this)."""
@@ -415,7 +427,12 @@ class Loop:
         return dist.on_main(
             self.cluster,
             lambda: checkpoints.save(
-                self.run_dir, players_weights(self.players), state, self.config, self.config.keep_checkpoints
+                self.run_dir,
+                players_weights(self.players),
+                state,
+                self.config,
+                self.config.keep_checkpoints,
+                self.config.keep_every,
             ),
         )
 

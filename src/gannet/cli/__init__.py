@@ -18,7 +18,8 @@ from gannet.config import FIELDS, TrainConfig, flag
 from gannet.errors import GannetError
 
 # Flags that may change when a run is resumed: where it runs and for how long, not what it is;
-# and the learning-rate cuts of epochs not yet begun (runs.check_schedule_change).
+# the learning-rate cuts of epochs not yet begun, and the averaging of epochs not yet finished
+# (runs.check_schedule_change).
 RESUMABLE = {
     "epochs",
     "device",
@@ -26,8 +27,10 @@ RESUMABLE = {
     "log_every",
     "checkpoint_every",
     "keep_checkpoints",
+    "keep_every",
     "lr_milestones",
     "lr_gamma",
+    "average_from",
 }
 
 
@@ -69,6 +72,20 @@ def build_parser() -> Parser:
     sample.add_argument("--label", type=int, help="a conditional model's class to draw [each sample a random class]")
     sample.add_argument("--device", default="cpu", help="cpu, cuda, ... [cpu]")
     sample.add_argument("--data-dir", help="data folder (1-D toys draw the data beside the samples)")
+
+    average = sub.add_parser(
+        "average",
+        help="average a run's generators over its checkpoints (lifts the Parzen score)",
+        allow_abbrev=False,
+        description="Write the mean of the generator's weights after the given epochs (Polyak averaging; "
+        "not in the paper) as a checkpoint that sample, eval and figures take.",
+    )
+    average.add_argument("run", metavar="RUN_DIR")
+    average.add_argument("--epochs", required=True, metavar="FIRST-LAST", help="e.g. 280-550")
+    average.add_argument("--every", type=int, default=1, help="take every N-th epoch from FIRST on [1]")
+    average.add_argument(
+        "-o", "--output", type=Path, help="file to write [RUN_DIR/checkpoints/average-FIRST-LAST-every-N.safetensors]"
+    )
 
     add_eval_parser(sub)
 
@@ -206,6 +223,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     write_samples(samples, config, output, args.npy, args.data_dir or config.data_dir)
     written = " and ".join(str(p) for p in (output, args.npy) if p)
     print(f"gannet: {args.num_samples} samples from {path} written to {written}.", file=sys.stderr)
+    return 0
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    from gannet.averaging import average_checkpoints, parse_epochs
+
+    first, last = parse_epochs(args.epochs)
+    path, count = average_checkpoints(args.run, first, last, args.every, args.output)
+    print(f"gannet: the mean generator of {count} checkpoints written to {path}.")
+    print(f"  score it with `gannet eval parzen {path}`; sample from it with `gannet sample {path}`.")
     return 0
 
 
@@ -359,6 +386,7 @@ COMMANDS = {
     "theory": cmd_theory,
     "train": cmd_train,
     "sample": cmd_sample,
+    "average": cmd_average,
     "eval": cmd_eval,
     "presets": cmd_presets,
     "data": cmd_data,
