@@ -207,6 +207,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 130
     say(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
+    if config.average_from and config.epochs >= config.average_from:
+        say(f"gannet: the averaged generator is {run_dir / 'checkpoints' / 'average.safetensors'}.", file=sys.stderr)
     return 0
 
 
