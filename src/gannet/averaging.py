@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from gannet import checkpoints
 from gannet.config import TrainConfig
@@ -59,7 +60,7 @@ def average_checkpoints(
             f"(e.g. --keep-every {every}), or average the epochs it has."
         )
     total: dict[str, torch.Tensor] = {}
-    for path in paths:
+    for path in tqdm(paths, desc="averaging", unit="checkpoint", leave=False, disable=None):  # None: on a terminal
         tensors, metadata, _ = checkpoints.load_weights(path)
         generator, discriminator = checkpoints.split_weights(tensors)
         if total and {k: v.shape for k, v in generator.items()} != {k: v.shape for k, v in total.items()}:
