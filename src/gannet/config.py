@@ -143,7 +143,7 @@ class TrainConfig:
     keep_every: int = option(
         0,
         "Also keep the checkpoint of every N-th epoch (0: none), for `gannet average` "
-        "(an MNIST checkpoint takes ~28 MB).",
+        "(an MNIST checkpoint takes ~30 MB, ~50 MB with --average-from).",
     )
     grid_size: int = option(10, "Sample grids are N x N images.")
     parzen_every: int = option(
