@@ -1,9 +1,13 @@
 """The generator averaged over epochs: during training (--average-from) and after it (`gannet average`)."""
 
+import pytest
 import torch
 
 from gannet import checkpoints
 from gannet.config import TrainConfig
+from gannet.metrics import read_metrics
+from gannet.sampling import load_generator
+from gannet.train import monitor_parzen
 from tests.conftest import SMALL_MNIST, gannet
 
 
@@ -21,7 +25,9 @@ def test_keep_every_spares_the_checkpoints_of_every_nth_epoch(tmp_path):
     assert all(checkpoints.state_path(tmp_path / "checkpoints" / name).is_file() for name in kept)
 
 
-def test_the_average_kept_in_training_is_the_mean_of_the_checkpoints_and_survives_a_resume(tmp_path, data_dir, capsys):
+def test_the_average_kept_in_training_is_the_mean_of_the_checkpoints_and_survives_a_resume(
+    tmp_path, data_dir, mnist, capsys
+):
     common = ["--data-dir", data_dir, "--average-from", 2, "--keep-checkpoints", 5, *SMALL_MNIST]
     run, half = tmp_path / "run", tmp_path / "half"
     code, out = gannet("train", "mnist", "--epochs", 3, "--run-dir", run, *common, capsys=capsys)
@@ -35,6 +41,13 @@ def test_the_average_kept_in_training_is_the_mean_of_the_checkpoints_and_survive
         assert torch.equal(g[name], ((g2[name].double() + g3[name].double()) / 2).float())
         assert not torch.equal(g[name], g3[name])
     assert all(torch.equal(d[name], d3[name]) for name in d3)
+    # the training monitor scores the mean generator too, from the first averaged epoch on
+    monitored = {r["epoch"]: r for r in read_metrics(run) if "parzen/valid" in r}
+    assert [e for e, r in sorted(monitored.items()) if "parzen/valid_average" in r] == [1, 2]  # 0-based
+    mean_generator, config, _ = load_generator(folder / "average.safetensors")
+    again = monitor_parzen(mean_generator, config, mnist, torch.device("cpu"), "parzen/valid_average")
+    assert monitored[2]["parzen/valid_average"] == pytest.approx(again["parzen/valid_average"], rel=1e-9)
+    assert monitored[2]["parzen/valid_average"] != pytest.approx(monitored[2]["parzen/valid"], rel=1e-6)
 
     # the same mean from the kept checkpoints, after training
     code, out = gannet("average", run, "--epochs", "2-3", capsys=capsys)

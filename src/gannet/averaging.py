@@ -88,9 +88,16 @@ def mean_weights(
     discriminator: dict[str, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
     """A checkpoint's flat weights: the mean generator (in `generator`'s dtypes), and `discriminator`."""
-    weights = {f"generator.{k}": (v / count).to(generator[k].dtype) for k, v in total.items()}
+    weights = {f"generator.{k}": v for k, v in generator_weights(total, count, generator).items()}
     weights.update({f"discriminator.{k}": v.detach().cpu() for k, v in discriminator.items()})
     return weights
+
+
+def generator_weights(
+    total: dict[str, torch.Tensor], count: int, like: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The mean generator's state dict, in the dtypes of `like` (a generator's state dict)."""
+    return {k: (v / count).to(like[k].dtype) for k, v in total.items()}
 
 
 def write_running_average(

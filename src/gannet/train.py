@@ -8,6 +8,7 @@ time it waits for the device), a sample picture each epoch, a checkpoint every
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import signal
@@ -88,17 +89,19 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
 
 
 @torch.no_grad()
-def monitor_parzen(players: Players, config: TrainConfig, data: Dataset, device: torch.device) -> dict[str, float]:
+def monitor_parzen(
+    generator: torch.nn.Module, config: TrainConfig, data: Dataset, device: torch.device, name: str = "parzen/valid"
+) -> dict[str, float]:
     """The 2014 code's training monitor: Parzen LL of validation images under samples from
     fixed noise, at the best σ of the paper's grid. Cheap (one matrix product), noisy, and
     only for comparing epochs of one run: `gannet eval parzen` gives the paper's figure."""
-    G = players.generator.eval()
+    G = generator.eval()
     z = sample_codes(config, config.parzen_samples, generator=torch.Generator().manual_seed(config.seed))
     samples = torch.cat([G(chunk.to(device)) for chunk in z.split(10_000)])
     G.train()
     lls = parzen_log_likelihoods(data.valid[-MONITOR_VALID:].to(device), samples, PAPER_SIGMAS).mean(dim=1)
     best = int(lls.argmax())
-    return {"parzen/valid": lls[best].item(), "parzen/sigma": PAPER_SIGMAS[best]}
+    return {name: lls[best].item(), name.replace("valid", "sigma"): PAPER_SIGMAS[best]}
 
 
 def save_epoch_picture(players: Players, data: Dataset, fixed_noise: torch.Tensor, path: Path, title: str) -> None:
@@ -386,17 +389,25 @@ class Loop:
         """Rank 0's part of an epoch's end: Parzen monitor, summary line, sample picture."""
         config, p = self.config, self.progress
         note = ""
+        averaging_now = bool(config.average_from) and p.epoch >= config.average_from
+        if averaging_now:  # Polyak averaging of G
+            p.average, p.averaged = averaging.add(p.average or {}, self.players.generator.state_dict()), p.averaged + 1
+            self.write_average()
         if config.parzen_every and p.epoch % config.parzen_every == 0:
-            monitor = monitor_parzen(self.players, config, self.data, self.fixed_noise.device)
+            device = self.fixed_noise.device
+            monitor = monitor_parzen(self.players.generator, config, self.data, device)
+            if averaging_now:  # the same monitor for the mean generator
+                mean = copy.deepcopy(self.players.generator)
+                mean.load_state_dict(averaging.generator_weights(p.average, p.averaged, mean.state_dict()))
+                monitor.update(monitor_parzen(mean, config, self.data, device, "parzen/valid_average"))
             self.writer.write(p.step, {"epoch": p.epoch - 1, **monitor})
             note = f"  parzen/valid {monitor['parzen/valid']:.1f}"
             if monitor["parzen/valid"] > p.best_parzen:
                 p.best_parzen = monitor["parzen/valid"]
                 checkpoints.save_best(self.run_dir, p.epoch, players_weights(self.players), config, monitor)
                 note += " (best)"
-        if config.average_from and p.epoch >= config.average_from:  # Polyak averaging of G
-            p.average, p.averaged = averaging.add(p.average or {}, self.players.generator.state_dict()), p.averaged + 1
-            self.write_average()
+            if averaging_now:
+                note += f"  average {monitor['parzen/valid_average']:.1f}"
         self.bar.write(
             f"epoch {p.epoch}/{config.epochs}  step {p.step}  "
             f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
