@@ -7,11 +7,14 @@ sum, log-mean-exp; once per sigma. By default it is timed on --direct-rows point
 and scaled to the full protocol (its cost is exactly linear in the number of points);
 --full times all of it (about 20 minutes on a 2-core CPU). --command also times the whole
 `gannet eval parzen CHECKPOINT` command (a fresh process: Python and torch start-up, loading and
-verifying MNIST, sampling 10,000 digits from an untrained MNIST-preset generator, the protocol;
-the ceiling's cache warm, as from a user's second evaluation on), three times, against the same
-direct time.
+verifying MNIST, sampling 10,000 digits, the protocol; the ceiling's cache warm, as from a
+user's second evaluation on), three times, against the same direct time. Its samples come from
+--checkpoint, a trained generator (how much of the test phase is pruned depends on how its
+samples spread; the README's figure is for the averaged MNIST generator of Table 1), else from an
+untrained MNIST-preset generator, whose grey blobs all lie so close together that no pair can be
+left out.
 
-    python benchmarks/parzen.py --data-dir ../shared/data [--device cuda] [--full] [--command]
+    python benchmarks/parzen.py --data-dir ../shared/data [--device cuda] [--full] [--command [--checkpoint CKPT]]
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def main() -> None:
     parser.add_argument("--direct-rows", type=int, default=100, help="points per phase timed for the direct method")
     parser.add_argument("--full", action="store_true", help="time the direct method on the whole protocol")
     parser.add_argument("--command", action="store_true", help="also time the whole `gannet eval parzen` command")
+    parser.add_argument("--checkpoint", type=Path, help="with --command: the generator to sample [an untrained one]")
     args = parser.parse_args()
 
     mnist = load_mnist(args.data_dir / "mnist")
@@ -59,13 +63,17 @@ def main() -> None:
     device = torch.device(args.device)
 
     timings = {}
-    for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
+    for name, dtype, prune in (
+        ("float64", torch.float64, None),
+        ("float32, all pairs", torch.float32, False),
+        ("float32", torch.float32, None),
+    ):
         s, v, t = (a.to(device) for a in (samples, valid, test))
-        evaluate(s, v[:10], t[:10], dtype=dtype)  # warm-up
+        evaluate(s, v[:10], t[:10], dtype=dtype, prune=prune)  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        result = evaluate(s, v, t, dtype=dtype)
+        result = evaluate(s, v, t, dtype=dtype, prune=prune)
         if device.type == "cuda":
             torch.cuda.synchronize()
         timings[name] = (time.perf_counter() - start, result)
@@ -93,31 +101,31 @@ def main() -> None:
     )
     print(f"direct 2014 computation: {direct_seconds:8.1f} s  ({how})")
     for name, (seconds, result) in timings.items():
-        print(f"gannet {name}:          {seconds:8.2f} s  {direct_seconds / seconds:7.0f}× faster  {result}")
+        print(f"gannet {name + ':':19} {seconds:8.2f} s  {direct_seconds / seconds:7.0f}× faster  {result}")
     delta = abs(timings["float64"][1].log_likelihood - timings["float32"][1].log_likelihood)
     print(f"float32 vs float64 mean test LL: |diff| = {delta:.2e} nats")
     if args.command:
-        seconds = time_command(args.data_dir, args.device)
+        seconds = time_command(args.data_dir, args.device, args.checkpoint)
         best, runs = min(seconds), ", ".join(f"{t:.2f}" for t in seconds)
         print(f"whole command:      {best:8.2f} s  {direct_seconds / best:7.0f}× faster  (runs: {runs} s)")
 
 
-def time_command(data_dir: Path, device: str, repeats: int = 3) -> list[float]:
+def time_command(data_dir: Path, device: str, checkpoint: Path | None = None, repeats: int = 3) -> list[float]:
     """Wall seconds of `gannet eval parzen CHECKPOINT` in fresh processes (after one untimed run
-    that fills the ceiling's cache), for an untrained MNIST-preset checkpoint: its cost does not
-    depend on the weights."""
+    that fills the ceiling's cache); without a checkpoint, for an untrained MNIST-preset one."""
     from gannet import checkpoints
     from gannet.data import data_shape
     from gannet.networks import build_networks
     from gannet.presets import preset_config
 
     with tempfile.TemporaryDirectory() as folder:
-        config = preset_config("mnist")
-        torch.manual_seed(0)
-        generator, discriminator = build_networks(config, data_shape(config))
-        path = checkpoints.save_weights(
-            Path(folder) / "untrained.safetensors", 0, checkpoints.flat_weights(generator, discriminator), config, {}
-        )
+        path = checkpoint
+        if path is None:
+            config = preset_config("mnist")
+            torch.manual_seed(0)
+            generator, discriminator = build_networks(config, data_shape(config))
+            weights = checkpoints.flat_weights(generator, discriminator)
+            path = checkpoints.save_weights(Path(folder) / "untrained.safetensors", 0, weights, config, {})
         command = [sys.executable, "-m", "gannet", "eval", "parzen", str(path), "--data-dir", str(data_dir)]
         command += ["--device", device, "-o", str(Path(folder) / "parzen.json")]
         env = {**os.environ, "XDG_CACHE_HOME": str(Path(folder) / "cache")}  # not the user's cache

@@ -5,9 +5,12 @@ import pytest
 import torch
 
 from gannet.parzen import (
+    MIN_EXPONENT,
     PAPER_SIGMAS,
     ClassScore,
+    DistanceBound,
     ParzenResult,
+    close_pairs,
     evaluate,
     format_by_class,
     mean_and_se,
@@ -32,10 +35,11 @@ def points():
     return samples, x
 
 
+@pytest.mark.parametrize("prune", [False, True])
 @pytest.mark.parametrize("sigma", [0.1, 0.25, 1.0])
-def test_matches_the_direct_per_pair_formula(points, sigma):
+def test_matches_the_direct_per_pair_formula(points, sigma, prune):
     samples, x = points
-    fast = parzen_log_likelihoods(x, samples, [sigma], dtype=torch.float64)[0]
+    fast = parzen_log_likelihoods(x, samples, [sigma], dtype=torch.float64, prune=prune)[0]
     direct = torch.tensor(
         [direct_log_likelihood(row.tolist(), samples.tolist(), sigma) for row in x], dtype=torch.float64
     )
@@ -56,6 +60,55 @@ def test_chunks_and_float32_do_not_change_the_answer(points):
     assert whole.shape == (10, 40)
     assert torch.allclose(whole, chunked, rtol=1e-12)
     assert (whole - single).abs().max() < 1e-3
+
+
+def test_distance_bounds_are_lower_bounds_and_keep_every_close_pair():
+    # points near a 5-dimensional subspace of 60 dimensions, bounded in its top 8 directions
+    g = torch.Generator().manual_seed(1)
+    basis = torch.randn(5, 60, generator=g, dtype=torch.float64)
+    samples = torch.rand(400, 5, generator=g, dtype=torch.float64) @ basis
+    samples += 0.05 * torch.randn(400, 60, generator=g, dtype=torch.float64)
+    x = torch.rand(50, 5, generator=g, dtype=torch.float64) @ basis + 0.05 * torch.randn(50, 60, generator=g)
+    mu, xc = samples - samples.mean(dim=0), x - samples.mean(dim=0)
+    exact = torch.cdist(xc, mu).square()
+    bound = DistanceBound(mu, dims=8)
+    lower, _ = bound(xc)
+    assert (lower <= exact * (1 + 1e-12)).all()
+    assert (lower >= 0.5 * exact).float().mean() > 0.9  # and tight enough to prune with
+    sigma = 0.3
+    margin = MIN_EXPONENT / (-0.5 / sigma**2)
+    rows, cols = close_pairs(xc, mu, bound, margin)
+    needed = exact <= exact.amin(dim=1, keepdim=True) + margin  # terms ≥ e^-80 of the row's largest
+    kept = torch.zeros_like(needed)
+    kept[rows, cols] = True
+    assert (kept | ~needed).all()  # every needed pair kept
+    assert needed.sum() <= kept.sum() < 0.5 * kept.numel()  # and most left out
+    assert torch.equal(rows, rows.sort().values)  # row-major, as the CSR product expects
+    dense = parzen_log_likelihoods(x, samples, [sigma], dtype=torch.float64, prune=False)
+    pruned = parzen_log_likelihoods(x, samples, [sigma], dtype=torch.float64, prune=True)
+    assert torch.allclose(pruned, dense, rtol=1e-12)
+
+
+def test_pruning_keeps_mnist_scores_and_falls_back_for_wide_sigmas(mnist, monkeypatch):
+    import gannet.parzen as parzen
+
+    samples, x = mnist.train[:10_000], mnist.test[:1_000]
+    kept = []  # pairs kept by each pruned chunk
+
+    def spy(*args, **kwargs):
+        kept.append(parzen.close_pairs.__wrapped__(*args, **kwargs))
+        return kept[-1]
+
+    spy.__wrapped__ = parzen.close_pairs
+    monkeypatch.setattr(parzen, "close_pairs", spy)
+    dense = parzen_log_likelihoods(x, samples, [0.1668, 1.0], prune=False)
+    assert not kept
+    fast = parzen_log_likelihoods(x, samples, [0.1668])[0]  # default: pruned after a dense first chunk
+    assert kept and sum(len(rows) for rows, _ in kept) < 0.01 * len(samples) * len(x)
+    assert (fast - dense[0]).abs().max() < 2e-3 and abs(fast.mean() - dense[0].mean()) < 1e-4
+    kept.clear()
+    wide = parzen_log_likelihoods(x, samples, [0.1668, 1.0])  # at sigma = 1 every pair counts: dense
+    assert not kept and torch.equal(wide, dense)
 
 
 def test_evaluate_picks_the_best_validation_sigma_and_reports_mean_and_se(points):
