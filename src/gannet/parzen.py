@@ -208,7 +208,14 @@ def parzen_log_likelihoods(
     return torch.cat(out, dim=1).sub_(torch.tensor(norms, dtype=torch.float64, device=x.device)[:, None])
 
 
-def _dense_log_sum_exps(xc, x_sq, mu, mu_sq, scales, margin=None) -> tuple[torch.Tensor, float | None]:
+def _dense_log_sum_exps(
+    xc: torch.Tensor,
+    x_sq: torch.Tensor,
+    mu: torch.Tensor,
+    mu_sq: torch.Tensor,
+    scales: Sequence[float],
+    margin: float | None = None,
+) -> tuple[torch.Tensor, float | None]:
     """(S, B) logsumexp_i(c·‖x − μ_i‖²) for each scale c = −1/2σ², from all pairs; and, given a
     `margin`, the share of pairs within it of their row's nearest sample."""
     dist = torch.addmm(mu_sq, xc, mu.T, alpha=-2).add_(x_sq[:, None])  # (B, N)
@@ -224,7 +231,9 @@ def _dense_log_sum_exps(xc, x_sq, mu, mu_sq, scales, margin=None) -> tuple[torch
     return torch.stack(per_sigma), close
 
 
-def _sparse_log_sum_exps(num_rows, rows, dist, scales) -> torch.Tensor:
+def _sparse_log_sum_exps(
+    num_rows: int, rows: torch.Tensor, dist: torch.Tensor, scales: Sequence[float]
+) -> torch.Tensor:
     """The same from the kept pairs only: (rows, dist) with every row present."""
     dist = dist.double()
     nearest = dist.new_full((num_rows,), math.inf).scatter_reduce_(0, rows, dist, "amin")
