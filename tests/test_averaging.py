@@ -48,6 +48,10 @@ def test_the_average_kept_in_training_is_the_mean_of_the_checkpoints_and_survive
     again = monitor_parzen(mean_generator, config, mnist, torch.device("cpu"), "parzen/valid_average")
     assert monitored[2]["parzen/valid_average"] == pytest.approx(again["parzen/valid_average"], rel=1e-9)
     assert monitored[2]["parzen/valid_average"] != pytest.approx(monitored[2]["parzen/valid"], rel=1e-6)
+    # scoring the run (its newest checkpoint) points at the averaged file too
+    small = ["--num-samples", 200, "--num-valid", 50, "--num-test", 50, "--no-ceiling", "-o", tmp_path / "p.json"]
+    code, out = gannet("eval", "parzen", run, "--data-dir", data_dir, *small, capsys=capsys)
+    assert code == 0 and f"gannet eval parzen {folder / 'average.safetensors'}" in out.out
 
     # the same mean from the kept checkpoints, after training
     code, out = gannet("average", run, "--epochs", "2-3", capsys=capsys)
