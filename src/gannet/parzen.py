@@ -110,6 +110,7 @@ class DistanceBound:
         self.basis = directions[:, -min(dims, mu.shape[1]) :].contiguous()
         self.mu = self.embed(mu)
         self.mu_sq = (self.mu * self.mu).sum(dim=1)
+        self.mu_sq_max = self.mu_sq.max()
 
     def embed(self, z: torch.Tensor) -> torch.Tensor:
         a = z @ self.basis
@@ -122,7 +123,7 @@ class DistanceBound:
         ax = self.embed(xc)
         ax_sq = (ax * ax).sum(dim=1)
         bounds = torch.addmm(self.mu_sq, ax, self.mu.T, alpha=-2).add_(ax_sq[:, None])
-        return bounds, 1e-3 * (ax_sq + self.mu_sq.max())
+        return bounds, 1e-3 * (ax_sq + self.mu_sq_max)
 
 
 def close_pairs(

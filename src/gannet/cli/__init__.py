@@ -185,6 +185,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from gannet.averaging import running_average_path
     from gannet.interrupts import TrainingInterrupted
     from gannet.runs import default_run_dir
     from gannet.train import train
@@ -208,7 +209,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     say(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
     if config.average_from and config.epochs >= config.average_from:
-        say(f"gannet: the averaged generator is {run_dir / 'checkpoints' / 'average.safetensors'}.", file=sys.stderr)
+        say(f"gannet: the averaged generator is {running_average_path(run_dir)}.", file=sys.stderr)
     return 0
 
 

@@ -178,6 +178,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     import torch
 
     from gannet import data, parzen
+    from gannet.averaging import running_average_path
     from gannet.checkpoints import run_dir_of
     from gannet.sampling import load_generator, load_samples_file, sample
     from gannet.train import resolve_device
@@ -241,8 +242,8 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         print(parzen.format_by_class(result, real))
     table = "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1[args.dataset].items())
     print(f"  Table 1 ({args.dataset.upper()}): {table}")
-    averaged = Path(args.source, "checkpoints", "average.safetensors") if args.source else None
-    if averaged is not None and Path(args.source).is_dir() and averaged.is_file():
+    if args.source is not None and Path(args.source).is_dir() and running_average_path(args.source).is_file():
+        averaged = running_average_path(args.source)
         print(f"  this run also keeps its averaged generator (--average-from): gannet eval parzen {averaged}")
     if output is not None:
         Path(output).write_text(json.dumps(record, indent=2) + "\n")
