@@ -22,7 +22,14 @@ NO_DROPOUT = ["--input-keep", 1, "--hidden-keep", 1]
 
 
 def small(data_dir):
-    return ["--train-limit", 400, "--log-every", 2, "--no-progress", "--parzen-every", 0, "--data-dir", data_dir]
+    # on CPUs (gloo) also where a GPU is present: one GPU cannot host both ranks
+    return [
+        *("--train-limit", 400, "--log-every", 2, "--no-progress", "--parzen-every", 0),
+        "--device",
+        "cpu",
+        "--data-dir",
+        data_dir,
+    ]
 
 
 def torchrun(*args, nproc=2):

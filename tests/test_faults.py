@@ -28,10 +28,12 @@ from gannet.train import train
 
 from .conftest import gannet
 
-# 2,000 images and 20 steps an epoch: slow enough to be stopped mid-epoch, fast enough for CI.
+# 2,000 images and 20 steps an epoch: on a CPU slow enough to be stopped mid-epoch, fast enough for CI.
 RUN = [
     "train",
     "mnist",
+    "--device",
+    "cpu",
     "--train-limit",
     "2000",
     "--log-every",

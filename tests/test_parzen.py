@@ -104,7 +104,8 @@ def test_pruning_keeps_mnist_scores_and_falls_back_for_wide_sigmas(mnist, monkey
     assert not kept
     fast = parzen_log_likelihoods(x, samples, [0.1668])[0]  # default: pruned after a dense first chunk
     assert kept and sum(len(rows) for rows, _ in kept) < 0.01 * len(samples) * len(x)
-    assert (fast - dense[0]).abs().max() < 2e-3 and abs(fast.mean() - dense[0].mean()) < 1e-4
+    # float32 distances (norms ~100) round by ~1e-5, ~1e-4 nats at this sigma: both ways, any BLAS
+    assert (fast - dense[0]).abs().max() < 2e-3 and abs(fast.mean() - dense[0].mean()) < 3e-4
     kept.clear()
     wide = parzen_log_likelihoods(x, samples, [0.1668, 1.0])  # at sigma = 1 every pair counts: dense
     assert not kept and torch.equal(wide, dense)

@@ -52,12 +52,12 @@ def sample(
     asked = torch.as_tensor(label) if label is not None else None
     if asked is not None and not (asked.min() >= 0 and asked.max() < classes):
         raise GannetError(f"--label must be a class from 0 to {classes - 1}, not {label}.")
-    rng = torch.Generator(device=device).manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)  # z drawn on the CPU: a seed means the same z on every device
     chunks = []
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
         labels = label[start : start + size] if isinstance(label, torch.Tensor) else label
-        z = sample_codes(config, size, device, rng, labels)
+        z = sample_codes(config, size, "cpu", rng, labels).to(device)
         chunks.append(generator(z))
     return torch.cat(chunks) if chunks else torch.empty(0, generator.data_dim)
 
