@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gannet.config import TrainConfig
 from gannet.data import load_mnist
+from gannet.graphs import GraphedIterations, graphs_apply
 from gannet.noise import sample_noise
 from gannet.optim import learning_rate
 from gannet.train import examples_per_step, make_players, play_step
@@ -126,18 +127,33 @@ def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, de
     return timed(step, steps, device)
 
 
-def gannet_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
+def gannet_loop(
+    players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device, graphs: bool = True
+) -> float:
+    """gannet's iteration as the training loop plays it: recorded as a CUDA graph where
+    graphs.py applies (a GPU; `graphs=False` launches every kernel from Python), else eager."""
     resident = train.to(device)
     per_step = examples_per_step(config)
     order = torch.randperm(len(resident), device=device)
     minibatches = itertools.cycle(range(len(resident) // per_step))
     total = torch.zeros(4, device=device)  # read once, at the end, as at a logging interval
+    play = lambda batch: play_step(players, config, batch)  # noqa: E731
+    if graphs and graphs_apply(config, device, distributed=False):
+        iterations = GraphedIterations(play, players, resident, per_step)
+    else:
+        iterations = contextlib.nullcontext(lambda rows: play(resident[rows]))
 
-    def step() -> None:
-        j = next(minibatches)
-        total.add_(play_step(players, config, resident[order[j * per_step : (j + 1) * per_step]]))
+    with iterations as iteration:
 
-    return timed(step, steps, device)
+        def step() -> None:
+            j = next(minibatches)
+            total.add_(iteration(order[j * per_step : (j + 1) * per_step]))
+
+        return timed(step, steps, device)
+
+
+def gannet_eager(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
+    return gannet_loop(players, config, train, steps, device, graphs=False)
 
 
 @contextlib.contextmanager
@@ -187,18 +203,23 @@ def main() -> None:
     )
     for update in ("simultaneous", "alternating"):
         config = TrainConfig(update=update)
+        loops = {"plain": plain_loop, "gannet": gannet_loop, "products": products_only}
+        if graphs_apply(config, device, distributed=False):
+            loops["gannet, eager"] = gannet_eager  # the same loop without CUDA graphs
         times = {}
-        for name, loop in (("plain", plain_loop), ("gannet", gannet_loop), ("products", products_only)):
+        for name, loop in loops.items():
             torch.manual_seed(0)
             players = make_players(config, mnist, device)
             times[name] = loop(players, config, mnist.train, args.steps, device)
         rates = {k: args.steps / v for k, v in times.items()}
+        eager = rates.get("gannet, eager")
         print(
-            f"{update:>12}: plain {rates['plain']:6.1f} steps/s ({1000 / rates['plain']:5.1f} ms)   "
-            f"gannet {rates['gannet']:6.1f} steps/s ({1000 / rates['gannet']:5.1f} ms)   "
+            f"{update:>12}: plain {rates['plain']:6.1f} steps/s ({1000 / rates['plain']:5.2f} ms)   "
+            f"gannet {rates['gannet']:6.1f} steps/s ({1000 / rates['gannet']:5.2f} ms)   "
             f"ratio {rates['gannet'] / rates['plain']:.2f}×   "
-            f"gannet epoch (500 steps) {500 / rates['gannet']:.1f} s   "
-            f"matrix products alone {1000 / rates['products']:5.1f} ms/step"
+            f"gannet epoch (500 steps) {500 / rates['gannet']:.2f} s   "
+            f"matrix products alone {1000 / rates['products']:5.2f} ms/step"
+            + (f"   gannet without CUDA graphs {eager:6.1f} steps/s ({1000 / eager:5.2f} ms)" if eager else "")
         )
 
 

@@ -5,7 +5,7 @@ from gannet.config import TrainConfig
 from gannet.data import toy1d
 from gannet.game import simultaneous_step
 from gannet.noise import sample_noise
-from gannet.optim import learning_rate, momentum_at
+from gannet.optim import learning_rate, momentum_at, scheduled_lrs
 from gannet.presets import preset_config
 from gannet.train import make_players
 
@@ -64,5 +64,7 @@ def test_optimizers_follow_the_schedule_update_by_update():
     players = make_players(config, data, torch.device("cpu"))
     for update in range(3):
         assert players.optimizer_d.param_groups[0]["lr"] == pytest.approx(learning_rate(config, update, 500))
+        # the floats that graphs.py puts back after a CUDA graph held the rates: exactly the scheduler's
+        assert scheduled_lrs(players.scheduler_d) == [players.optimizer_d.param_groups[0]["lr"]]
         simultaneous_step(players, data.train[:10], sample_noise("uniform", 10, 1))
     assert players.optimizer_g.param_groups[0]["lr"] == pytest.approx(0.1 / 1.5**3)

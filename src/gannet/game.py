@@ -34,6 +34,9 @@ class Players:
     # whose backward updates them (gradients averaged over the processes); None in one process
     ddp_generator: torch.nn.Module | None = None
     ddp_discriminator: torch.nn.Module | None = None
+    # False while a CUDA graph replays the updates (graphs.py): the lr schedules then tick
+    # outside the graph, after each replay
+    schedules_in_step: bool = True
 
     @property
     def trained_generator(self) -> torch.nn.Module:
@@ -45,13 +48,15 @@ class Players:
 
     def update_g(self) -> None:
         self.optimizer_g.step()
-        self.scheduler_g.step()
+        if self.schedules_in_step:
+            self.scheduler_g.step()
         if self.max_col_norm is not None:
             clip_column_norms(self.generator, self.max_col_norm)
 
     def update_d(self) -> None:
         self.optimizer_d.step()
-        self.scheduler_d.step()
+        if self.schedules_in_step:
+            self.scheduler_d.step()
         if self.max_col_norm is not None:
             clip_column_norms(self.discriminator, self.max_col_norm)
 

@@ -50,3 +50,10 @@ def set_momentum(optimizer: torch.optim.Optimizer, momentum: float) -> None:
     for group in optimizer.param_groups:
         if "momentum" in group:
             group["momentum"] = momentum
+
+
+def scheduled_lrs(scheduler: torch.optim.lr_scheduler.LambdaLR) -> list[float]:
+    """The learning rates (one per parameter group) that `scheduler` gives its optimizer's next
+    update, as Python floats: what LambdaLR writes into the param groups, computed afresh (while
+    a CUDA graph replays, the groups hold float32 copies on the GPU: graphs.py)."""
+    return [base * rule(scheduler.last_epoch) for rule, base in zip(scheduler.lr_lambdas, scheduler.base_lrs)]

@@ -8,6 +8,7 @@ time it waits for the device), a sample picture each epoch, a checkpoint every
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -29,12 +30,13 @@ from gannet.config import TrainConfig
 from gannet.data import Dataset, dataset_for
 from gannet.errors import GannetError
 from gannet.game import STAT_NAMES, Players, alternating_step, simultaneous_step
+from gannet.graphs import GraphedIterations, graphs_apply
 from gannet.images import save_samples_picture
 from gannet.interrupts import StopRequest, TrainingInterrupted
 from gannet.metrics import MetricsWriter
 from gannet.networks import build_networks
 from gannet.noise import append_labels, num_classes, sample_codes
-from gannet.optim import learning_rate, make_optimizer, momentum_at, set_momentum
+from gannet.optim import learning_rate, make_optimizer, momentum_at, scheduled_lrs, set_momentum
 from gannet.parzen import PAPER_SIGMAS, parzen_log_likelihoods
 from gannet.runs import (
     Progress,
@@ -333,24 +335,37 @@ class Loop:
             p.first_bad = torch.full((2,), -1, dtype=torch.long, device=device)
         per_step = examples_per_step(config)
         steps = len(self.train_set) // per_step
-        while p.position < steps:
-            rows = p.order[p.position * per_step : (p.position + 1) * per_step]
-            batch = self.train_set[dist.my_slice(rows, self.cluster, d_updates_per_step(config))]
-            stats = play_step(self.players, config, batch, self.noise_rng, self.cluster)
-            p.total += stats
-            p.interval += stats
-            bad = ~torch.isfinite(stats[:2])  # (2,): D's and G's loss
-            p.first_bad = torch.where((p.first_bad < 0) & bad, p.step + 1, p.first_bad)
-            p.position, p.since_log, p.step = p.position + 1, p.since_log + 1, p.step + 1
-            self.bar.update(1)
-            if p.step % config.log_every == 0 or p.position == steps:
-                self.log_interval()
-            if self.stopping(stop) and p.position < steps:
-                return None
+        with self.iterations() as iteration:
+            while p.position < steps:
+                stats = iteration(p.order[p.position * per_step : (p.position + 1) * per_step])
+                p.total += stats
+                p.interval += stats
+                bad = ~torch.isfinite(stats[:2])  # (2,): D's and G's loss
+                p.first_bad = torch.where((p.first_bad < 0) & bad, p.step + 1, p.first_bad)
+                p.position, p.since_log, p.step = p.position + 1, p.since_log + 1, p.step + 1
+                self.bar.update(1)
+                if p.step % config.log_every == 0 or p.position == steps:
+                    self.log_interval()
+                if self.stopping(stop) and p.position < steps:
+                    return None
         total = dist.sum_over_ranks(p.total, self.cluster) / (self.cluster.world if self.cluster else 1)
         means = dict(zip(STAT_NAMES, (total / steps).tolist()))
         p.epoch, p.order, p.position, p.total, p.interval = p.epoch + 1, None, 0, None, None
         return means
+
+    def iterations(self) -> contextlib.AbstractContextManager[Callable[[torch.Tensor], torch.Tensor]]:
+        """The epoch's `iteration(rows) -> statistics`: play_step on the training examples at
+        `rows` (this rank's share of them), recorded as a CUDA graph where graphs.py applies."""
+        config, train_set, cluster = self.config, self.train_set, self.cluster
+
+        def iteration(rows: torch.Tensor) -> torch.Tensor:
+            batch = train_set[dist.my_slice(rows, cluster, d_updates_per_step(config))]
+            return play_step(self.players, config, batch, self.noise_rng, cluster)
+
+        if not graphs_apply(config, train_set.device, cluster is not None):
+            return contextlib.nullcontext(iteration)
+        step = lambda batch: play_step(self.players, config, batch)  # noqa: E731
+        return GraphedIterations(step, self.players, train_set, examples_per_step(config))
 
     def stopping(self, stop: StopRequest) -> bool:
         """Whether to stop now. The processes of a distributed run decide together, and only
@@ -459,8 +474,8 @@ def log_metrics(
     values = {
         **values,
         "epoch": progress.epoch,  # the epoch being played (0-based)
-        "lr/g": players.optimizer_g.param_groups[0]["lr"],
-        "lr/d": players.optimizer_d.param_groups[0]["lr"],
+        "lr/g": scheduled_lrs(players.scheduler_g)[0],  # param_groups hold GPU tensors while a CUDA graph replays
+        "lr/d": scheduled_lrs(players.scheduler_d)[0],
         "momentum": players.optimizer_d.param_groups[0].get("momentum", float("nan")),
     }
     writer.write(progress.step, values)
