@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import itertools
 import os
 import platform
@@ -31,10 +32,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gannet.config import TrainConfig
 from gannet.data import load_mnist
-from gannet.graphs import GraphedIterations, graphs_apply
+from gannet.graphs import graphs_apply
 from gannet.noise import sample_noise
 from gannet.optim import learning_rate
-from gannet.train import examples_per_step, make_players, play_step
+from gannet.train import epoch_iterations, examples_per_step, make_players, play_step
 
 
 class PlainMaxout(nn.Module):
@@ -130,20 +131,15 @@ def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, de
 def gannet_loop(
     players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device, graphs: bool = True
 ) -> float:
-    """gannet's iteration as the training loop plays it: recorded as a CUDA graph where
-    graphs.py applies (a GPU; `graphs=False` launches every kernel from Python), else eager."""
+    """gannet's iteration as the training loop plays it (train.epoch_iterations): recorded as a
+    CUDA graph where graphs.py applies (a GPU; `graphs=False` launches every kernel from Python)."""
     resident = train.to(device)
     per_step = examples_per_step(config)
     order = torch.randperm(len(resident), device=device)
     minibatches = itertools.cycle(range(len(resident) // per_step))
     total = torch.zeros(4, device=device)  # read once, at the end, as at a logging interval
-    play = lambda batch: play_step(players, config, batch)  # noqa: E731
-    if graphs and graphs_apply(config, device, distributed=False):
-        iterations = GraphedIterations(play, players, resident, per_step)
-    else:
-        iterations = contextlib.nullcontext(lambda rows: play(resident[rows]))
 
-    with iterations as iteration:
+    with epoch_iterations(players, dataclasses.replace(config, cuda_graphs=graphs), resident) as iteration:
 
         def step() -> None:
             j = next(minibatches)

@@ -301,6 +301,26 @@ def play_step(
     return alternating_step(players, list(batch.split(len(batch) // config.k)), zs)
 
 
+def epoch_iterations(
+    players: Players,
+    config: TrainConfig,
+    train_set: torch.Tensor,
+    noise_rng: torch.Generator | None = None,
+    cluster: dist.Cluster | None = None,
+) -> contextlib.AbstractContextManager[Callable[[torch.Tensor], torch.Tensor]]:
+    """An epoch's `iteration(rows) -> statistics`: play_step on the training examples at `rows`
+    (this rank's share of them), recorded as a CUDA graph where graphs.py applies; one per epoch."""
+
+    def iteration(rows: torch.Tensor) -> torch.Tensor:
+        batch = train_set[dist.my_slice(rows, cluster, d_updates_per_step(config))]
+        return play_step(players, config, batch, noise_rng, cluster)
+
+    if not graphs_apply(config, train_set.device, cluster is not None):
+        return contextlib.nullcontext(iteration)
+    step = lambda batch: play_step(players, config, batch)  # noqa: E731
+    return GraphedIterations(step, players, train_set, examples_per_step(config))
+
+
 @dataclass
 class Loop:
     """The state the epochs share; its methods are the loop's two halves."""
@@ -335,7 +355,7 @@ class Loop:
             p.first_bad = torch.full((2,), -1, dtype=torch.long, device=device)
         per_step = examples_per_step(config)
         steps = len(self.train_set) // per_step
-        with self.iterations() as iteration:
+        with epoch_iterations(self.players, config, self.train_set, self.noise_rng, self.cluster) as iteration:
             while p.position < steps:
                 stats = iteration(p.order[p.position * per_step : (p.position + 1) * per_step])
                 p.total += stats
@@ -352,20 +372,6 @@ class Loop:
         means = dict(zip(STAT_NAMES, (total / steps).tolist()))
         p.epoch, p.order, p.position, p.total, p.interval = p.epoch + 1, None, 0, None, None
         return means
-
-    def iterations(self) -> contextlib.AbstractContextManager[Callable[[torch.Tensor], torch.Tensor]]:
-        """The epoch's `iteration(rows) -> statistics`: play_step on the training examples at
-        `rows` (this rank's share of them), recorded as a CUDA graph where graphs.py applies."""
-        config, train_set, cluster = self.config, self.train_set, self.cluster
-
-        def iteration(rows: torch.Tensor) -> torch.Tensor:
-            batch = train_set[dist.my_slice(rows, cluster, d_updates_per_step(config))]
-            return play_step(self.players, config, batch, self.noise_rng, cluster)
-
-        if not graphs_apply(config, train_set.device, cluster is not None):
-            return contextlib.nullcontext(iteration)
-        step = lambda batch: play_step(self.players, config, batch)  # noqa: E731
-        return GraphedIterations(step, self.players, train_set, examples_per_step(config))
 
     def stopping(self, stop: StopRequest) -> bool:
         """Whether to stop now. The processes of a distributed run decide together, and only

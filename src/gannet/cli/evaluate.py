@@ -242,8 +242,8 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         print(parzen.format_by_class(result, real))
     table = "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1[args.dataset].items())
     print(f"  Table 1 ({args.dataset.upper()}): {table}")
-    if args.source is not None and Path(args.source).is_dir() and running_average_path(args.source).is_file():
-        averaged = running_average_path(args.source)
+    averaged = running_average_path(args.source) if args.source is not None else None
+    if averaged is not None and Path(args.source).is_dir() and averaged.is_file():
         print(f"  this run also keeps its averaged generator (--average-from): gannet eval parzen {averaged}")
     if output is not None:
         Path(output).write_text(json.dumps(record, indent=2) + "\n")
