@@ -9,8 +9,10 @@ the run exactly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +27,49 @@ UPDATE_SCHEMES = ("simultaneous", "alternating")
 OPTIMIZERS = ("sgd", "adam")
 DATASETS = ("mnist", "cifar10", "tfd", "toy1d", "ring8", "grid25")  # or folder:PATH
 ACTIVATIONS = ("relu", "sigmoid")
+
+# The range of every integer field, checked by validate() before anything is allocated. Counts
+# stop at 2**31 - 1 (what every tensor index and file format takes); the seed at NumPy's limit
+# (torch and random take more); sizes that ask for memory are bounded by resources.py instead.
+COUNT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1  # np.random.seed takes [0, 2**32 - 1]
+GRID_SIZE_MAX = 100  # 10,000 samples in a picture of 2,800 x 2,800 MNIST pixels
+PARZEN_SAMPLES_MAX = 1_000_000  # 100 times the paper's; the monitor's cost grows with it, every epoch
+RANGES: dict[str, tuple[int, int]] = {
+    "image_size": (4, COUNT_MAX),
+    "train_limit": (1, COUNT_MAX),
+    "epochs": (1, COUNT_MAX),
+    "batch_size": (1, COUNT_MAX),
+    "k": (1, COUNT_MAX),
+    "latent_dim": (1, COUNT_MAX),
+    "generator_hidden": (1, COUNT_MAX),
+    "generator_deconv_shape": (1, COUNT_MAX),
+    "generator_deconv_kernel": (1, COUNT_MAX),
+    "generator_deconv_stride": (1, COUNT_MAX),
+    "discriminator_hidden": (1, COUNT_MAX),
+    "maxout_pieces": (1, COUNT_MAX),
+    "discriminator_conv_channels": (1, COUNT_MAX),
+    "discriminator_conv_kernels": (1, COUNT_MAX),
+    "discriminator_conv_pads": (0, COUNT_MAX),
+    "discriminator_conv_pools": (1, COUNT_MAX),
+    "discriminator_conv_pool_strides": (1, COUNT_MAX),
+    "discriminator_conv_pieces": (1, COUNT_MAX),
+    "lr_milestones": (1, COUNT_MAX),
+    "momentum_start_epoch": (0, COUNT_MAX),
+    "momentum_saturate_epoch": (0, COUNT_MAX),
+    "average_from": (0, COUNT_MAX),
+    "seed": (0, SEED_MAX),
+    "log_every": (1, COUNT_MAX),
+    "checkpoint_every": (1, COUNT_MAX),
+    "keep_checkpoints": (1, COUNT_MAX),
+    "keep_every": (0, COUNT_MAX),
+    "grid_size": (1, GRID_SIZE_MAX),
+    "parzen_every": (0, COUNT_MAX),
+    "parzen_samples": (1, PARZEN_SAMPLES_MAX),
+}
+INIT_MAX = 100.0  # weights uniform on (-r, r): past r ~ 1 every unit saturates; past 100 nothing is learnt
+LARGEST_RATE = 3.4e38  # float32's largest number: a learning rate the parameters can be multiplied by
+PRESET_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"  # it names the run's folder (runs/<preset>-<time>)
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -157,64 +202,18 @@ class TrainConfig:
     parzen_samples: int = option(10_000, "Generator samples for that estimate.")
 
     def validate(self) -> TrainConfig:
-        """Raise GannetError on values no run could use; return self."""
-        checks = [
-            (self.epochs >= 1, "--epochs must be at least 1"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.k >= 1, "--k must be at least 1"),
-            (self.latent_dim >= 1, "--latent-dim must be at least 1"),
-            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
-            (self.lr_decay >= 1, "--lr-decay must be at least 1 (it divides the learning rate)"),
-            (self.lr_min >= 0, "--lr-min must not be negative"),
-            (
-                all(m >= 1 for m in self.lr_milestones) and self.lr_milestones == sorted(set(self.lr_milestones)),
-                "--lr-milestones must be increasing epoch numbers of at least 1",
-            ),
-            (self.lr_gamma > 0 and math.isfinite(self.lr_gamma), "--lr-gamma must be a positive number"),
-            (0 <= self.momentum < 1 and 0 <= self.momentum_final < 1, "momentum must be in [0, 1)"),
-            (
-                self.momentum_saturate_epoch >= self.momentum_start_epoch,
-                "--momentum-saturate-epoch must not come before --momentum-start-epoch",
-            ),
-            (
-                0 < self.input_keep <= 1 and 0 < self.hidden_keep <= 1,
-                "--input-keep and --hidden-keep must be in (0, 1]",
-            ),
-            (self.maxout_pieces >= 1, "--maxout-pieces must be at least 1"),
-            (all(w >= 1 for w in self.generator_hidden + self.discriminator_hidden), "layer widths must be at least 1"),
-            (len(self.discriminator_hidden) >= 1, "D needs at least one hidden layer"),
-            (self.generator_init > 0 and self.discriminator_init > 0, "init ranges must be positive"),
-            (
-                len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
-                "--adam-betas takes two numbers in [0, 1)",
-            ),
-            (self.train_limit is None or self.train_limit >= 1, "--train-limit must be at least 1"),
-            (
-                self.log_every >= 1 and self.checkpoint_every >= 1 and self.keep_checkpoints >= 1,
-                "--log-every, --checkpoint-every and --keep-checkpoints must be at least 1",
-            ),
-            (self.keep_every >= 0 and self.average_from >= 0, "--keep-every and --average-from must not be negative"),
-            (self.grid_size >= 1, "--grid-size must be at least 1"),
-            (
-                self.parzen_every >= 0 and self.parzen_samples >= 1,
-                "--parzen-every must not be negative and --parzen-samples must be at least 1",
-            ),
-        ]
-        checks.append(
-            (
-                self.dataset in DATASETS or self.dataset.startswith("folder:"),
-                f"--data must be one of {', '.join(DATASETS)} or folder:PATH, not {self.dataset!r}",
-            )
-        )
-        checks.append(
-            (self.image_size >= 4 and self.channels in (1, 3), "--image-size must be at least 4 and --channels 1 or 3")
-        )
+        """Raise GannetError on values no run could use, or a run this machine's memory cannot
+        hold (resources.py); return self. Cheap: comparisons and arithmetic, nothing allocated."""
+        from gannet.data import NUM_CLASSES  # here: gannet.data is heavier than this module
+
+        for name in FIELDS:  # a Python caller may set any value; a config file's were coerced
+            coerce(name, getattr(self, name))
+        checks = self._range_checks() + self._float_checks() + self._string_checks()
+        checks.append((self.channels in (1, 3), f"--channels must be 1 or 3, not {self.channels}"))
         for name in ("update", "generator_loss", "noise", "optimizer", "generator_output"):
             choices = FIELDS[name].metadata["choices"]
             checks.append((getattr(self, name) in choices, f"--{flag(name)} must be one of {', '.join(choices)}"))
         checks += self._architecture_checks()
-        from gannet.data import NUM_CLASSES  # here: gannet.data is heavier than this module
-
         checks.append(
             (
                 not self.conditional or self.dataset in NUM_CLASSES,
@@ -224,7 +223,80 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise GannetError(f"{message}.")
+        from gannet.resources import check_fits
+
+        check_fits(self)
         return self
+
+    def _range_checks(self) -> list[tuple[bool, str]]:
+        """Every integer field within its range (RANGES), each list's items too."""
+        checks = []
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            values = value if isinstance(value, list) else [] if value is None else [value]
+            ok = all(low <= v <= high for v in values)
+            low_or_high = f"at least {low:,}" if any(v < low for v in values) else f"at most {high:,}"
+            checks.append((ok, f"--{flag(name)} must be {low_or_high}"))
+        checks += [
+            (
+                self.lr_milestones == sorted(set(self.lr_milestones)),
+                "--lr-milestones must be increasing epoch numbers of at least 1",
+            ),
+            (
+                self.momentum_saturate_epoch >= self.momentum_start_epoch,
+                "--momentum-saturate-epoch must not come before --momentum-start-epoch",
+            ),
+            (len(self.discriminator_hidden) >= 1, "D needs at least one hidden layer"),
+        ]
+        return checks
+
+    def _float_checks(self) -> list[tuple[bool, str]]:
+        """Every float field a finite number in its range (comparisons with NaN are False)."""
+        inits = [self.generator_init, self.discriminator_init]
+        inits += [] if self.generator_output_init is None else [self.generator_output_init]
+        return [
+            (self.lr > 0, "--lr must be a positive number"),
+            (self.lr <= LARGEST_RATE, f"--lr must be at most {LARGEST_RATE:g}"),
+            (1 <= self.lr_decay < math.inf, "--lr-decay must be a number of at least 1 (it divides the rate)"),
+            (0 <= self.lr_min < math.inf, "--lr-min must be a number of at least 0"),
+            (0 < self.lr_gamma < math.inf, "--lr-gamma must be a positive number"),
+            (
+                _largest_rate(self.lr, self.lr_gamma, len(self.lr_milestones)) <= LARGEST_RATE,
+                f"--lr-gamma at each of --lr-milestones raises the learning rate past {LARGEST_RATE:g}",
+            ),
+            (0 <= self.momentum < 1 and 0 <= self.momentum_final < 1, "momentum must be in [0, 1)"),
+            (
+                0 < self.input_keep <= 1 and 0 < self.hidden_keep <= 1,
+                "--input-keep and --hidden-keep must be in (0, 1]",
+            ),
+            (
+                all(0 < r <= INIT_MAX for r in inits),
+                f"init ranges (--generator-init, --discriminator-init, --generator-output-init) must be in "
+                f"(0, {INIT_MAX}]",
+            ),
+            (
+                self.max_col_norm is None or 0 < self.max_col_norm < math.inf,
+                "--max-col-norm must be a positive number",
+            ),
+            (
+                len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+                "--adam-betas takes two numbers in [0, 1)",
+            ),
+        ]
+
+    def _string_checks(self) -> list[tuple[bool, str]]:
+        strings = [self.preset, self.dataset, self.device, self.data_dir or ""]
+        return [
+            (all("\x00" not in s for s in strings), "config text must not contain NUL characters"),
+            (
+                re.fullmatch(PRESET_NAME, self.preset) is not None,
+                f"'preset' names a run's folder: letters, digits, '.', '-' or '_', not {self.preset!r}",
+            ),
+            (
+                self.dataset in DATASETS or (self.dataset.startswith("folder:") and len(self.dataset) > 7),
+                f"--data must be one of {', '.join(DATASETS)} or folder:PATH, not {self.dataset!r}",
+            ),
+        ]
 
     def _architecture_checks(self) -> list[tuple[bool, str]]:
         kinds = ("channels", "kernels", "pads", "pools", "pool_strides")
@@ -237,30 +309,16 @@ class TrainConfig:
                 "--generator-activations takes relu or sigmoid, one for all hidden layers or one per layer",
             ),
             (
-                self.generator_output_init is None or self.generator_output_init > 0,
-                "--generator-output-init must be positive",
-            ),
-            (self.max_col_norm is None or self.max_col_norm > 0, "--max-col-norm must be positive"),
-            (
                 len({len(c) for c in convs}) == 1,
                 "the --discriminator-conv-* lists (channels, kernels, pads, pools, pool-strides) must be equally long",
             ),
             (
-                all(v >= 1 for c in convs for v in c if c is not convs[2]) and all(p >= 0 for p in convs[2]),
-                "convolution sizes must be at least 1 (pads at least 0)",
-            ),
-            (self.discriminator_conv_pieces >= 1, "--discriminator-conv-pieces must be at least 1"),
-            (
-                not deconv or (len(deconv) == 3 and all(v >= 1 for v in deconv)),
+                not deconv or len(deconv) == 3,
                 "--generator-deconv-shape takes three numbers C,H,W",
             ),
             (
                 not deconv or (self.generator_hidden and math.prod(deconv) == self.generator_hidden[-1]),
                 "--generator-deconv-shape C,H,W must hold exactly the last hidden layer's units (C*H*W)",
-            ),
-            (
-                self.generator_deconv_kernel >= 1 and self.generator_deconv_stride >= 1,
-                "--generator-deconv-kernel and --generator-deconv-stride must be at least 1",
             ),
         ]
 
@@ -269,6 +327,25 @@ class TrainConfig:
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _shown(value: Any) -> str:
+    """A value as a message shows it: its repr, cut short."""
+    return _clip(repr(value))
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else f"{text[: width - 3]}..."
+
+
+def _largest_rate(lr: float, gamma: float, milestones: int) -> float:
+    """The larger of the largest learning rate the schedule reaches and its largest factor
+    (lr_gamma > 1 raises the rate at each milestone); inf when out of range. Computed in logs:
+    gamma ** milestones may overflow a float."""
+    if not (0 < lr < math.inf and 0 < gamma < math.inf):
+        return math.inf
+    growth = milestones * max(math.log(gamma), 0.0)
+    return math.exp(min(max(math.log(lr) + growth, growth), 709.0))
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -280,6 +357,7 @@ def flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+@functools.cache  # validate() asks for every field's
 def field_type(name: str) -> tuple[type, bool, bool]:
     """(scalar type, is a list, may be None) of a field, read from its annotation."""
     hint = _HINTS[name]
@@ -299,13 +377,13 @@ def coerce(name: str, value: Any) -> Any:
         return None
     values = value if is_list else [value]
     if is_list and not isinstance(value, list):
-        raise GannetError(f"'{name}' must be a list of {scalar.__name__}, not {value!r}.")
+        raise GannetError(f"'{name}' must be a list of {scalar.__name__}, not {_shown(value)}.")
     out = []
     for v in values:
         if scalar is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if type(v) is not scalar:
-            raise GannetError(f"'{name}' must be {scalar.__name__}, not {v!r}.")
+            raise GannetError(f"'{name}' must be {scalar.__name__}, not {_shown(v)}.")
         out.append(v)
     return out if is_list else out[0]
 
@@ -314,19 +392,35 @@ def from_dict(values: dict[str, Any], base: TrainConfig | None = None) -> TrainC
     """A config from `base` (else the defaults) with `values` applied, each checked."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise GannetError(f"Unknown config key(s): {', '.join(unknown)}.")
+        keys = ", ".join(k if k.isidentifier() else repr(k) for k in unknown)  # repr: no newline gets through
+        raise GannetError(f"Unknown config key(s): {_clip(keys)}.")
     checked = {name: coerce(name, value) for name, value in values.items()}
     return dataclasses.replace(base or TrainConfig(), **checked).validate()
 
 
+CONFIG_MAX_BYTES = 1 << 20  # a config.json is ~2 kB; anything this big is not one
+
+
 def load(path: Path) -> TrainConfig:
     """Read a config.json written by a run (or by hand)."""
+    path = Path(path)
     try:
-        values = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise GannetError(f"No config file at {path}.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        if not path.exists():
+            raise GannetError(f"No config file at {path}.")
+        if not path.is_file():  # a folder, a device such as /dev/zero, a pipe that never ends
+            raise GannetError(f"{path} is {'a folder' if path.is_dir() else 'not a regular file'}, not a config.json.")
+        with open(path, "rb") as f:
+            raw = f.read(CONFIG_MAX_BYTES + 1)
+    except OSError as error:
+        raise GannetError(f"Cannot read the config file {path} ({error.strerror or error}).") from None
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise GannetError(f"{path} is larger than {CONFIG_MAX_BYTES >> 20} MiB, too large for a config.json.")
+    try:
+        values = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError, or an integer of 4,300+ digits
         raise GannetError(f"{path} is not a JSON config file ({error}).") from None
+    except RecursionError:
+        raise GannetError(f"{path} is not a config file: its JSON is nested too deeply.") from None
     if not isinstance(values, dict):
         raise GannetError(f"{path} must hold a JSON object of config keys.")
     return from_dict(values)
