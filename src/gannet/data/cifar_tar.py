@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gannet.data.store import Dataset, download_missing, fetch, file_md5, search_dirs
+from gannet.data.store import Dataset, data_folder, download_missing, fetch, file_md5, search_dirs
 from gannet.errors import GannetError
 
 CIFAR10_URLS = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",)
@@ -58,7 +58,10 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def verify_cifar10_archive(path: Path, source: str) -> None:
-    md5, size = file_md5(path)
+    try:
+        md5, size = file_md5(path)
+    except OSError as error:
+        raise GannetError(f"Cannot read {source} ({error.strerror or error}).") from None
     if (md5, size) != CIFAR10_SUM:
         raise GannetError(
             f"{source} is not CIFAR-10's {CIFAR10_ARCHIVE}: it has {size:,} bytes and MD5 {md5}, "
@@ -115,8 +118,7 @@ def load_cifar10(path: Path) -> Dataset:
 
 def download_cifar10(root: str | os.PathLike, urls: tuple[str, ...] = CIFAR10_URLS, progress: bool = True) -> Path:
     """Put the verified tarball in `root/cifar10` (kept if already there and valid); return its path."""
-    folder = Path(root).expanduser() / "cifar10"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = data_folder(root, "cifar10")
     destination = folder / CIFAR10_ARCHIVE
     if destination.is_file():
         verify_cifar10_archive(destination, str(destination))

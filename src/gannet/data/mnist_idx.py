@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gannet.data.store import Dataset, download_missing, fetch, search_dirs
+from gannet.data.store import Dataset, data_folder, download_missing, fetch, search_dirs
 from gannet.errors import GannetError
 
 # MD5 and size of the *decompressed* files, so that any gzip of the right bytes passes.
@@ -52,6 +52,9 @@ def _read_content(path: Path) -> bytes:
     """The decompressed bytes of an IDX file; a broken gzip is a GannetError naming it."""
     try:
         raw = path.read_bytes()
+    except OSError as error:
+        raise GannetError(f"Cannot read {path} ({error.strerror or error}).") from None
+    try:
         return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw  # gzip by its magic bytes
     except (OSError, EOFError, zlib.error) as error:
         raise GannetError(
@@ -113,8 +116,7 @@ def load_mnist(folder: Path) -> Dataset:
 def download_mnist(root: str | os.PathLike, mirrors: tuple[str, ...] = MNIST_MIRRORS, progress: bool = True) -> Path:
     """Put the four verified MNIST files in `root/mnist`, trying each mirror in turn; return
     that folder. Files already present and valid are kept."""
-    folder = Path(root).expanduser() / "mnist"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = data_folder(root, "mnist")
     for name in MNIST_FILES:
         existing = _mnist_file(folder, name)
         if existing is not None:

@@ -86,11 +86,23 @@ def download_missing(title: str, name: str, what: str, data_dir, download: bool,
     target = search_dirs(data_dir)[0]
     try:
         return fetch(target)
-    except GannetError as error:
+    except (GannetError, OSError) as error:  # OSError: the folder cannot be made or written
         raise GannetError(
             f"{title} was not found (looked in {places}) and downloading it into {target} "
             f"failed: {error} Point --data-dir at a folder holding {what}."
         ) from None
+
+
+def data_folder(root: str | os.PathLike, name: str) -> Path:
+    """`root/name`, made if missing; a GannetError if it cannot be (a file in the way, no permission)."""
+    folder = Path(root).expanduser() / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if folder.exists() and not folder.is_dir():
+            raise GannetError(f"{folder} is a file where a data folder belongs; move it out of the way.") from None
+        raise GannetError(f"Cannot make the data folder {folder} ({error.strerror or error}).") from None
+    return folder
 
 
 def file_md5(path: Path) -> tuple[str, int]:

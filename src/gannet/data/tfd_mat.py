@@ -36,9 +36,16 @@ def load_tfd(path: Path, fold: int = 0) -> Dataset:
         raise GannetError("Reading TFD's .mat file needs SciPy: pip install 'gannet[tfd]'.") from None
     try:
         mat = loadmat(path)
-        images, folds = np.asarray(mat["images"]), np.asarray(mat["folds"])
     except Exception as error:  # SciPy's parser fails in many ways on foreign bytes; all mean the same
         raise GannetError(f"{path} is not TFD's 48x48 .mat file (with 'images' and 'folds'): {error}.") from None
+    missing = [key for key in ("images", "folds") if key not in mat]
+    if missing:
+        raise GannetError(f"{path} is not TFD's 48x48 .mat file: it has no {' and no '.join(map(repr, missing))}.")
+    images, folds = np.asarray(mat["images"]), np.asarray(mat["folds"])
+    if images.dtype != np.uint8 or not np.issubdtype(folds.dtype, np.number):
+        raise GannetError(
+            f"{path} holds {images.dtype} images and {folds.dtype} folds; TFD's are uint8 pixels and numeric folds."
+        )
     if images.ndim != 3 or images.shape[1:] != (48, 48) or folds.ndim != 2 or len(folds) != len(images):
         raise GannetError(
             f"{path} holds images of shape {images.shape} and folds of shape {folds.shape}; "
