@@ -10,6 +10,33 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gannet.errors import GannetError
+from gannet.outputs import check_fits, write_file
+
+MAX_SIDE = 65_535  # pixels per side of a picture: PDF and SVG (matplotlib) allow no more, nor would a viewer
+MAX_PLOTTED = 1_000_000  # points in a 1-D histogram or 2-D scatter: beyond it only the drawing time grows
+
+
+def grid_size(n: int, shape: tuple[int, int, int], ncols: int | None = None, scale: int = 1, pad: int = 2):
+    """(width, height) in pixels of the grid `grid_array` tiles n images into, drawn at `scale`."""
+    _, h, w = shape
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    return scale * (ncols * (w + pad) + pad), scale * (nrows * (h + pad) + pad)
+
+
+def check_grid(asked: str, n: int, shape: tuple[int, int, int], ncols: int | None = None, scale: int = 1) -> None:
+    """Refuse a grid picture of n images (`asked`, in the user's words) wider or taller than
+    MAX_SIDE pixels, or one whose drawing needs more memory than is available."""
+    width, height = grid_size(n, shape, ncols, scale)
+    if max(width, height) > MAX_SIDE:
+        raise GannetError(
+            f"{asked} makes a picture of {width:,} × {height:,} pixels; at most {MAX_SIDE:,} fit in each direction."
+        )
+    c = shape[0]
+    # float32 canvas, its uint8 copy and the picture scaled (RGB at most), besides n images as floats, twice
+    check_fits(asked, width * height // scale**2 * c * 5 + width * height * 3 + 8 * n * c * shape[1] * shape[2])
+
 
 def grid_array(images: torch.Tensor, shape: tuple[int, int, int], ncols: int | None = None, pad: int = 2) -> np.ndarray:
     """Tile (n, C·H·W) images into one uint8 array (rows, cols[, C]) with a `pad`-pixel grey
@@ -35,13 +62,20 @@ def grid_array(images: torch.Tensor, shape: tuple[int, int, int], ncols: int | N
 def save_grid(
     images: torch.Tensor, shape: tuple[int, int, int], path: Path, ncols: int | None = None, scale: int = 2
 ) -> Path:
-    """Write a PNG grid of images, each pixel drawn as scale × scale."""
+    """Write a grid of images (PNG, PDF or SVG), each pixel drawn as scale × scale."""
     picture = Image.fromarray(grid_array(images, shape, ncols))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
-    return path
+    return save_picture(picture, path)
+
+
+def save_picture(picture: Image.Image, path: Path) -> Path:
+    """Write a Pillow picture as PNG, or as PDF or SVG through matplotlib (by the suffix)."""
+    if Path(path).suffix.lower() not in (".pdf", ".svg"):
+        return write_file(path, picture.save)
+    plt = pyplot()
+    fig = plt.figure(figsize=(picture.width / 150, picture.height / 150))
+    fig.figimage(np.asarray(picture), resize=True)
+    return save_figure(fig, path, dpi=150)
 
 
 def pyplot():
@@ -56,11 +90,10 @@ def pyplot():
 
 def save_figure(fig, path: Path, **savefig_options) -> Path:
     """Write a matplotlib figure (type from the suffix), creating folders, then free it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, **savefig_options)
-    pyplot().close(fig)
-    return path
+    try:
+        return write_file(path, lambda tmp: fig.savefig(tmp, **savefig_options))
+    finally:
+        pyplot().close(fig)
 
 
 def save_histogram(
