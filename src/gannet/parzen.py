@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm import tqdm
 
+from gannet.errors import GannetError
+
 PAPER_SIGMAS = tuple(float(s) for s in torch.logspace(-1, 0, 10, dtype=torch.float64))
 
 # Table 1 of the paper, MNIST: mean test log-likelihood ± standard error (nats).
@@ -44,6 +46,21 @@ TABLE1_TFD = {
     "Adversarial nets": (2057, 26),
 }
 TABLE1 = {"mnist": TABLE1_MNIST, "tfd": TABLE1_TFD}
+
+
+# Widths a Parzen window may have: beyond them 1/σ² under- or overflows a float, and no width
+# this far from the data's scale (pixels in [0, 1]) is a density estimate anyone wants.
+SIGMA_RANGE = (1e-6, 1e6)
+
+
+def check_sigmas(sigmas: Sequence[float], flag: str = "--sigmas") -> None:
+    """Refuse an empty grid of widths, or one outside SIGMA_RANGE (NaN and infinities included)."""
+    low, high = SIGMA_RANGE
+    if not len(sigmas):
+        raise GannetError(f"{flag} names no width; give positive numbers such as 0.1,0.2.")
+    bad = [s for s in sigmas if not low <= s <= high]  # False for NaN
+    if bad:
+        raise GannetError(f"Parzen widths ({flag}) must be positive, from {low:g} to {high:g}, not {bad[0]:g}.")
 
 
 @dataclass
@@ -268,6 +285,11 @@ def evaluate(
     report the mean test LL and its standard error; with `test_labels`, also per class (where
     the average hides that some digits are modelled far worse than others). `prune`: as in
     parzen_log_likelihoods."""
+    check_sigmas(sigmas if sigma is None else [sigma], "--sigmas" if sigma is None else "--sigma")
+    if chunk_size is not None and chunk_size < 1:
+        raise GannetError(f"--batch-size must be at least 1, not {chunk_size:,}.")
+    if not (len(samples) and len(valid) and len(test)):
+        raise GannetError("A Parzen window needs at least one sample, one validation and one test point.")
     validation: dict[float, float] = {}
     if sigma is None:
         lls = parzen_log_likelihoods(valid, samples, sigmas, chunk_size, dtype, progress, prune).mean(dim=1)
@@ -275,6 +297,8 @@ def evaluate(
         sigma = max(validation, key=validation.get)
     test_ll = parzen_log_likelihoods(test, samples, [sigma], chunk_size, dtype, progress, prune)[0]
     ll, se = mean_and_se(test_ll)
+    if not math.isfinite(ll):  # samples or points that are NaN or infinite: no score, rather than a wrong one
+        raise GannetError(f"The Parzen log-likelihood came out {ll} (sigma = {sigma:.4g}); are the samples finite?")
     per_class = {}
     if test_labels is not None:
         test_labels = test_labels.to(test_ll.device)

@@ -90,12 +90,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    import json
-
     from gannet import checkpoints, data
     from gannet.networks import build_networks
+    from gannet.outputs import check_writable, write_json
+    from gannet.sampling import checkpoint_dataset
     from gannet.semisupervised import probe_table
 
+    if args.num_train is not None and args.num_train < 100:
+        raise GannetError(f"--num-train must be at least 100 (10 labelled images per digit), not {args.num_train:,}.")
+    output = check_writable(args.output or checkpoints.run_dir_of(args.source) / "features.json", (".json",))
     tensors, metadata, path = checkpoints.load_weights(args.source)
     config = checkpoints.checkpoint_config(metadata, path)
     if config.dataset != "mnist" or config.conditional:
@@ -105,9 +108,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         )
     _, discriminator = build_networks(config, data.data_shape(config))
     discriminator.load_state_dict(checkpoints.split_weights(tensors)[1])
-    mnist = data.load_dataset("mnist", args.data_dir or config.data_dir)
-    if args.num_train is not None and args.num_train < 100:
-        raise GannetError("--num-train must be at least 100 (10 labelled examples of each digit).")
+    mnist = checkpoint_dataset(config, args.data_dir)
     n = args.num_train or len(mnist.train)
     table = probe_table(discriminator, mnist.train[:n], mnist.labels["train"][:n], mnist.test, mnist.labels["test"])
     print(f"{path}: test accuracy of a linear classifier (logistic regression)")
@@ -115,25 +116,26 @@ def cmd_features(args: argparse.Namespace) -> int:
     for n, row in table.items():
         label = f"all {len(mnist.train[: args.num_train or None]):,}" if n == "all" else f"{n} per class"
         print(f"  {label:<18} {row['discriminator']:>10.4f} {row['pixels']:>10.4f}")
-    output = args.output or checkpoints.run_dir_of(args.source) / "features.json"
-    Path(output).write_text(json.dumps({"source": str(path), "test_accuracy": table}, indent=2) + "\n")
+    write_json(output, {"source": str(path), "test_accuracy": table})
     print(f"  saved to {output}")
     return 0
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
 
     import torch
 
     from gannet import data, quality
     from gannet.checkpoints import run_dir_of
-    from gannet.sampling import load_generator, sample
+    from gannet.outputs import check_count, check_seed, check_writable, write_json
+    from gannet.sampling import check_sample_count, checkpoint_dataset, load_generator, sample
 
-    if args.num_samples < 2:
-        raise GannetError("--num-samples must be at least 2.")
+    check_count("--num-samples", args.num_samples, low=2)
+    check_seed(args.seed)
+    output = check_writable(args.output or run_dir_of(args.source) / "quality.json", (".json",))
     generator, config, path = load_generator(args.source)
+    check_sample_count(args.num_samples, generator.data_dim, "--num-samples")
     samples = sample(generator, config, args.num_samples, args.seed)
     record: dict = {"source": str(path), "dataset": config.dataset, "num_samples": args.num_samples}
     if config.dataset in ("ring8", "grid25"):
@@ -146,7 +148,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
         )
     elif config.dataset == "mnist":
         classifier = quality.load_classifier()
-        test = data.load_dataset("mnist", args.data_dir or config.data_dir).test
+        test = checkpoint_dataset(config, args.data_dir).test
         classes, features = quality.predict(classifier, samples)
         _, test_features = quality.predict(classifier, test)
         counts, kl = quality.class_coverage(classes)
@@ -165,13 +167,13 @@ def cmd_quality(args: argparse.Namespace) -> int:
         raise GannetError(
             f"Quality metrics exist for mnist, ring8 and grid25 runs; {path} was trained on {config.dataset}."
         )
-    output = args.output or run_dir_of(args.source) / "quality.json"
-    Path(output).write_text(json.dumps(record, indent=2) + "\n")
+    write_json(output, record)
     print(f"  saved to {output}")
     return 0
 
 
 def cmd_parzen(args: argparse.Namespace) -> int:
+    import contextlib
     import json
     import math
 
@@ -180,32 +182,43 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     from gannet import data, parzen
     from gannet.averaging import running_average_path
     from gannet.checkpoints import run_dir_of
-    from gannet.sampling import load_generator, load_samples_file, sample
+    from gannet.outputs import check_count, check_fits, check_seed, check_writable, write_json, write_text
+    from gannet.sampling import check_sample_count, load_generator, load_samples_file, sample
     from gannet.train import resolve_device
 
     if (args.source is None) == (args.samples is None):
         raise GannetError("Give a run directory or checkpoint, or --samples FILE (one of the two).")
     if args.num_valid is None:
         args.num_valid = 1_000 if args.dataset == "mnist" else 1 << 62
-    for name in ("num_samples", "num_valid", "num_test"):
-        if getattr(args, name) < 1:
-            raise GannetError(f"--{flag(name)} must be at least 1.")
-    if args.sigma is not None and args.sigma <= 0 or any(s <= 0 for s in args.sigmas or []):
-        raise GannetError("Parzen widths (--sigma, --sigmas) must be positive.")
+    for name in ("num_samples", "num_valid", "num_test", "batch_size"):
+        if getattr(args, name) is not None:
+            check_count(f"--{flag(name)}", getattr(args, name))
+    if args.sigma is not None:
+        parzen.check_sigmas([args.sigma], "--sigma")
+    if args.sigmas is not None:
+        parzen.check_sigmas(args.sigmas)
+    check_seed(args.seed)
+    output = args.output or (run_dir_of(args.source) / "parzen.json" if args.source is not None else None)
+    if output is not None:
+        output = check_writable(output, (".json",))
     device = resolve_device(args.device)
     # the samples first: a wrong file or model is reported before the data set is loaded and verified
     if args.samples is not None:
         samples = load_samples_file(args.samples, math.prod(data.DATA_SHAPES[args.dataset]))
-        origin, output = str(args.samples), args.output
+        origin = str(args.samples)
     else:
         generator, config, path = load_generator(args.source, str(device))
         if config.dataset != args.dataset:
             raise GannetError(f"{path} was trained on {config.dataset}, not {args.dataset}.")
+        check_sample_count(args.num_samples, generator.data_dim, "--num-samples")
         samples = sample(generator, config, args.num_samples, args.seed, str(device))
-        origin, output = str(path), args.output or run_dir_of(args.source) / "parzen.json"
+        origin = str(path)
     dataset = data.load_dataset(args.dataset, args.data_dir)
     sigmas = args.sigmas or parzen.PAPER_SIGMAS
     valid, test = dataset.valid[: args.num_valid].to(device), dataset.test[: args.num_test].to(device)
+    if args.batch_size is not None:  # blocks of (rows, samples) distances and their exponentials, float32
+        rows = min(args.batch_size, max(len(valid), len(test)))
+        check_fits(f"--batch-size {args.batch_size:,} with {len(samples):,} samples", 8 * rows * len(samples))
     labels = dataset.labels["test"][: args.num_test] if "test" in dataset.labels else None
     if args.by_class and labels is None:
         raise GannetError(f"--by-class needs test labels, and {args.dataset}'s test images have none.")
@@ -231,8 +244,8 @@ def cmd_parzen(args: argparse.Namespace) -> int:
                 raise KeyError("per_class")  # cached by a gannet that did not score classes
         except (OSError, ValueError, TypeError, KeyError):  # absent or unreadable: recompute
             ceiling = score(real_images)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(ceiling.to_dict()))
+            with contextlib.suppress(GannetError):  # a cache not written costs time next run, not this result
+                write_text(cache, json.dumps(ceiling.to_dict()))
         print(f"  ceiling: {len(samples):,} real training images as samples: {ceiling}")
         record["ceiling"] = ceiling.to_dict()
     if args.by_class:
@@ -246,6 +259,6 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     if averaged is not None and Path(args.source).is_dir() and averaged.is_file():
         print(f"  this run also keeps its averaged generator (--average-from): gannet eval parzen {averaged}")
     if output is not None:
-        Path(output).write_text(json.dumps(record, indent=2) + "\n")
+        write_json(output, record)
         print(f"  saved to {output}")
     return 0
