@@ -27,6 +27,7 @@ from gannet.errors import GannetError
 from gannet.figures import pyplot, save_figure
 from gannet.game import Players, alternating_step, discriminator_step, generator_step
 from gannet.noise import sample_noise
+from gannet.outputs import write_file
 from gannet.presets import preset_config
 from gannet.train import make_players
 
@@ -175,8 +176,11 @@ def toy_players(run_dir: str | os.PathLike | None, seed: int) -> tuple[Players, 
     players = make_players(config, toy1d(), torch.device("cpu"))
     if run_dir is not None:
         weights_g, weights_d = checkpoints.split_weights(tensors)
-        players.generator.load_state_dict(weights_g)
-        players.discriminator.load_state_dict(weights_d)
+        try:
+            players.generator.load_state_dict(weights_g)
+            players.discriminator.load_state_dict(weights_d)
+        except RuntimeError:
+            raise GannetError(f"{path} is a damaged gannet checkpoint: its weights do not fit its config.") from None
     return players, config
 
 
@@ -224,8 +228,7 @@ def render(shot: Snapshot, z_range: tuple[float, float]) -> np.ndarray:
 def save_gif(frames: list[np.ndarray], path: Path, ms_per_frame: int = 80) -> Path:
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
-    return path
+    return write_file(
+        path, lambda tmp: images[0].save(tmp, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    )

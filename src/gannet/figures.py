@@ -6,7 +6,6 @@ Figure 1, the 1-D game, is in figure1.py.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,14 @@ import torch
 from PIL import Image, ImageDraw
 
 from gannet import images
-from gannet.data import data_shape, dataset_for
+from gannet.data import data_shape
 from gannet.errors import GannetError
-from gannet.images import grid_array, pyplot
+from gannet.images import check_grid, grid_array, pyplot
 from gannet.losses import GENERATOR_LOSSES
 from gannet.metrics import read_metrics
 from gannet.networks import Generator
 from gannet.noise import append_labels, num_classes, sample_codes, sample_noise
-from gannet.sampling import load_generator, sample
+from gannet.sampling import checkpoint_dataset, load_generator, sample
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -70,13 +69,16 @@ def curves_figure(run_dir: Path, path: Path) -> Path:
         ("learning rate", ["lr/d", "lr/g"]),
         ("momentum", ["momentum"]),
     ]
-    present = {k for r in records for k, v in r.items() if v is not None}
+    present = {k for r in records for k, v in r.items() if _is_number(v)}
     panels = [(title, names) for title, names in panels if present & set(names)]  # e.g. no Parzen monitor
+    if not panels:
+        raise GannetError(f"{run_dir}/metrics.jsonl holds no losses, D outputs, scores or rates to draw.")
     plt = pyplot()
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True, squeeze=False)
+    axes = axes[:, 0]
     for ax, (title, names) in zip(axes, panels):
         for name in names:
-            points = [(r["step"], r[name]) for r in records if r.get(name) is not None]
+            points = [(r["step"], r[name]) for r in records if _is_number(r.get(name))]
             if points:
                 steps, values = zip(*points)
                 ax.plot(steps, values, marker="." if len(points) < 50 else None, label=name)
@@ -86,6 +88,10 @@ def curves_figure(run_dir: Path, path: Path) -> Path:
     axes[-1].set_xlabel("step")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # --- Figure 2: samples beside their nearest training examples ------------------------------
@@ -131,21 +137,7 @@ def figure2(
         left, top = pad + (columns - 1) * (w + pad), pad + r * (h + pad)
         box = [(left - 1) * scale, (top - 1) * scale, (left + w + 1) * scale - 1, (top + h + 1) * scale - 1]
         draw.rectangle(box, outline=(255, 220, 0), width=max(1, scale))
-    return _save_picture(picture, path)
-
-
-def _save_picture(picture: Image.Image, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".pdf", ".svg"):
-        plt = pyplot()
-        fig = plt.figure(figsize=(picture.width / 150, picture.height / 150))
-        fig.figimage(np.asarray(picture), resize=True)
-        fig.savefig(path, dpi=150)
-        plt.close(fig)
-    else:
-        picture.save(path)
-    return path
+    return images.save_picture(picture, path)
 
 
 # --- Figure 3: walks through z --------------------------------------------------------------
@@ -160,8 +152,7 @@ def interpolation_rows(generator: Generator, config, rows: int, steps: int, seed
     ends = sample_codes(config, 2 * rows, generator=rng, labels=labels).reshape(rows, 2, -1)
     t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
     z = (1 - t) * ends[:, :1] + t * ends[:, 1:]  # (rows, steps, latent)
-    device = next(generator.parameters()).device
-    return generator(z.reshape(rows * steps, -1).to(device)).cpu()  # (rows·steps, d)
+    return _generate(generator, z.reshape(rows * steps, -1))  # (rows·steps, d)
 
 
 def figure3(
@@ -174,10 +165,10 @@ def figure3(
     seed: int = 0,
     scale: int = 3,
 ) -> Path:
-    images = interpolation_rows(generator, config, rows, steps, seed)
-    picture = Image.fromarray(grid_array(images, shape, steps))
+    cells = interpolation_rows(generator, config, rows, steps, seed)
+    picture = Image.fromarray(grid_array(cells, shape, steps))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
-    return _save_picture(picture, path)
+    return images.save_picture(picture, path)
 
 
 # --- a conditional model: one row per class ---------------------------------------------------
@@ -191,8 +182,13 @@ def class_rows(generator: Generator, config, columns: int, seed: int = 0) -> tor
     z = sample_noise(config.noise, columns, config.latent_dim, generator=torch.Generator().manual_seed(seed))
     labels = torch.arange(classes).repeat_interleave(columns)  # (classes·columns,)
     codes = append_labels(z.repeat(classes, 1), labels, classes)
+    return _generate(generator, codes)
+
+
+def _generate(generator: Generator, codes: torch.Tensor, batch: int = 10_000) -> torch.Tensor:
+    """G(codes) on the CPU, in batches (a large figure's hidden layers would not fit at once)."""
     device = next(generator.parameters()).device
-    return generator(codes.to(device)).cpu()
+    return torch.cat([generator(chunk.to(device)).cpu() for chunk in codes.split(batch)])
 
 
 def classes_figure(
@@ -200,7 +196,7 @@ def classes_figure(
 ) -> Path:
     picture = Image.fromarray(grid_array(class_rows(generator, config, columns, seed), shape, columns))
     picture = picture.resize((picture.width * 3, picture.height * 3), Image.NEAREST)
-    return _save_picture(picture, path)
+    return images.save_picture(picture, path)
 
 
 # --- the `gannet figures` command -----------------------------------------------------------
@@ -223,12 +219,16 @@ def make(name: str, output: Path, args) -> list[Path]:
     shape = data_shape(config)
     if len(shape) != 3:
         raise GannetError(f"{name} draws images; {path} was trained on the 1-D {config.dataset} (try fig1).")
+    if name == "classes" and not num_classes(config):
+        raise GannetError(f"classes draws one row per class; {path} is not a conditional model (--conditional).")
     if name == "fig2":
+        asked = f"--rows {args.rows:,} and --columns {args.columns:,}"
+        check_grid(asked, args.rows * args.columns, shape, args.columns, scale=3)
         samples = sample(generator, config, args.rows * (args.columns - 1), args.seed)
-        train = dataset_for(dataclasses.replace(config, data_dir=args.data_dir or config.data_dir)).train
+        train = checkpoint_dataset(config, args.data_dir).train
         return [figure2(samples, train, shape, output, args.columns)]
     if name == "classes":
-        if not num_classes(config):
-            raise GannetError(f"classes draws one row per class; {path} is not a conditional model (--conditional).")
+        check_grid(f"--columns {args.columns:,}", num_classes(config) * args.columns, shape, args.columns, scale=3)
         return [classes_figure(generator, config, shape, output, args.columns, args.seed)]
+    check_grid(f"--rows {args.rows:,} and --steps {args.steps:,}", args.rows * args.steps, shape, args.steps, scale=3)
     return [figure3(generator, config, shape, output, args.rows, args.steps, args.seed)]
