@@ -13,6 +13,7 @@ and `figures` take it like any checkpoint.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
@@ -23,8 +24,10 @@ from tqdm import tqdm
 from gannet import checkpoints
 from gannet.config import TrainConfig
 from gannet.errors import GannetError
+from gannet.outputs import WriteFailed, check_writable
 
 _SPAN = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+_EPOCH_FILE = re.compile(r"^epoch-(\d+)\.safetensors$")  # after a whole epoch (not epoch-N-step-M)
 
 
 def parse_epochs(text: str) -> tuple[int, int]:
@@ -46,19 +49,26 @@ def average_checkpoints(
     up to last; write the result (default RUN_DIR/checkpoints/average-FIRST-LAST-every-N.safetensors).
     Returns (the file, how many checkpoints went into it)."""
     run_dir = Path(run_dir)
+    if not 1 <= first <= last:
+        raise GannetError(f"--epochs takes FIRST-LAST with 1 <= FIRST <= LAST, not {first}-{last}.")
     if every < 1:
         raise GannetError("--every must be at least 1.")
     if not (run_dir / "checkpoints").is_dir():
         raise GannetError(f"{run_dir} is not a gannet run directory (it has no checkpoints/ folder).")
-    epochs = list(range(first, last + 1, every))
-    paths = [run_dir / "checkpoints" / f"epoch-{epoch:04d}.safetensors" for epoch in epochs]
-    missing = [epoch for epoch, path in zip(epochs, paths) if not path.is_file()]
+    epochs = range(first, last + 1, every)
+    target = Path(output) if output is not None else default_path(run_dir, first, epochs[-1], every)
+    check_output(target)
+    kept = {int(m[1]) for p in (run_dir / "checkpoints").iterdir() if (m := _EPOCH_FILE.match(p.name))}
+    # counted, not listed: FIRST-LAST may span billions of epochs
+    missing = len(epochs) - sum(epoch in epochs for epoch in kept)
     if missing:
-        shown = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        first_missing = itertools.islice((epoch for epoch in epochs if epoch not in kept), 5)
+        shown = ", ".join(map(str, first_missing)) + (f" and {missing - 5:,} more" if missing > 5 else "")
         raise GannetError(
             f"{run_dir} has no checkpoint after epoch {shown}; a run keeps them with --keep-every "
             f"(e.g. --keep-every {every}), or average the epochs it has."
         )
+    paths = [run_dir / "checkpoints" / f"epoch-{epoch:04d}.safetensors" for epoch in epochs]
     total: dict[str, torch.Tensor] = {}
     for path in tqdm(paths, desc="averaging", unit="checkpoint", leave=False, disable=None):  # None: on a terminal
         tensors, metadata, _ = checkpoints.load_weights(path)
@@ -68,9 +78,22 @@ def average_checkpoints(
         add(total, generator)
     config = checkpoints.checkpoint_config(metadata, paths[-1])
     weights = mean_weights(total, len(paths), generator, discriminator)
-    path = Path(output) if output is not None else default_path(run_dir, first, epochs[-1], every)
     notes = {"averaged_epochs": ",".join(map(str, epochs)), "averaged_from": str(run_dir)}
-    return checkpoints.save_weights(path, epochs[-1], weights, config, notes), len(paths)
+    try:
+        return checkpoints.save_weights(target, epochs[-1], weights, config, notes), len(paths)
+    except OSError as error:  # a full disk: the weights file is written whole or not at all
+        raise WriteFailed(target, error) from None
+
+
+TRAINING_FILES = re.compile(r"^(epoch-\d+(-step-\d+)?|best|average)\.safetensors$")
+
+
+def check_output(path: Path) -> None:
+    """The averaged file's path: a .safetensors file that can be written, and not one of the
+    files training writes (an epoch's checkpoint, best or the running average), which it would replace."""
+    check_writable(path, (".safetensors",))
+    if path.is_file() and TRAINING_FILES.match(path.name):
+        raise GannetError(f"-o {path} would replace a checkpoint that training wrote; name another file.")
 
 
 def add(total: dict[str, torch.Tensor], generator: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -17,6 +17,8 @@ from gannet.config import TrainConfig
 from gannet.networks import Generator
 from gannet.noise import sample_noise
 
+MAX_STEPS = 1_000_000  # bounds a mistyped count: at batch 100, a million steps show E 100 million images
+
 
 def make_encoder(config: TrainConfig, data_dim: int) -> nn.Sequential:
     layers: list[nn.Module] = []
