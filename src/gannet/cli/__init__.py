@@ -214,14 +214,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from gannet.sampling import load_generator, sample, write_samples
+    from gannet.data import data_shape
+    from gannet.outputs import IMAGE_SUFFIXES, check_count, check_seed, check_writable
+    from gannet.sampling import check_picture, check_sample_count, load_generator, sample, write_samples
     from gannet.train import resolve_device
 
-    if args.num_samples < 1:
-        raise GannetError("-n must be at least 1.")
+    check_count("-n", args.num_samples)
+    check_seed(args.seed)
+    output = args.output if args.output or args.npy else Path("samples.png")
+    if output is not None:
+        check_writable(output, IMAGE_SUFFIXES)
+    if args.npy is not None:
+        check_writable(args.npy, (".npy",), "--npy")
     device = str(resolve_device(args.device))
     generator, config, path = load_generator(args.source, device)
-    output = args.output if args.output or args.npy else Path("samples.png")
+    check_sample_count(args.num_samples, generator.data_dim, "-n")
+    if output is not None:
+        check_picture(args.num_samples, data_shape(config))
     samples = sample(generator, config, args.num_samples, args.seed, device, label=args.label)
     write_samples(samples, config, output, args.npy, args.data_dir or config.data_dir)
     written = " and ".join(str(p) for p in (output, args.npy) if p)
@@ -304,15 +313,19 @@ def _split_sizes(dataset, train_name: str = "train") -> str:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from gannet import figures
+    from gannet.outputs import IMAGE_SUFFIXES, check_count, check_seed, check_writable
 
     output = args.output or Path(f"{args.figure}.png")
-    if args.format:
+    if args.format and output.name not in ("", ".", ".."):
         output = output.with_suffix(f".{args.format}")
-    elif output.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise GannetError(f"{output}: the file name must end in .png, .pdf or .svg (or give --format).")
-    for name in ("rows", "columns", "steps"):
-        if getattr(args, name, 2) < (2 if name != "rows" else 1):
-            raise GannetError(f"--{name} is too small.")
+    output = check_writable(output, IMAGE_SUFFIXES)
+    if getattr(args, "gif", None) is not None:
+        check_writable(args.gif, (".gif",), "--gif")
+    for name, low in (("rows", 1), ("columns", 2), ("steps", 2)):
+        if hasattr(args, name):
+            check_count(f"--{name}", getattr(args, name), low)
+    if hasattr(args, "seed"):
+        check_seed(args.seed)
     written = figures.make(args.figure, output, args)
     print(f"gannet: wrote {', '.join(map(str, written))}", file=sys.stderr)
     return 0
@@ -331,33 +344,32 @@ def cmd_theory(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-
     import torch
     from safetensors.torch import save_file
 
     from gannet import data, inference
     from gannet.checkpoints import run_dir_of
     from gannet.images import save_grid
-    from gannet.sampling import load_generator
+    from gannet.outputs import check_count, check_folder, check_seed, write_file, write_json
+    from gannet.sampling import checkpoint_dataset, load_generator
 
-    if args.steps < 100:
-        raise GannetError("--steps must be at least 100.")
+    check_count("--steps", args.steps, 100, inference.MAX_STEPS)
+    check_seed(args.seed)
+    out = check_folder(args.output_dir or run_dir_of(args.source) / "inference", "--output-dir")
     generator, config, path = load_generator(args.source)
     shape = data.data_shape(config)
     if len(shape) != 3:
         raise GannetError(f"`gannet infer` reconstructs images; {path} was trained on {config.dataset}.")
     if config.conditional:
         raise GannetError(f"`gannet infer` learns E(x) -> z for an unconditional G; {path} is conditional.")
-    out = args.output_dir or run_dir_of(args.source) / "inference"
-    out.mkdir(parents=True, exist_ok=True)
+    # the run's own data set (folder runs included), before the training: --data-dir overrides where it lives
+    test = checkpoint_dataset(config, args.data_dir).test[:1000]
+    if len(test) < 10:
+        raise GannetError(f"`gannet infer` shows 10 test images; {config.dataset} has {len(test)}.")
     encoder, losses = inference.train_encoder(generator, config, args.steps, seed=args.seed)
-    # the run's own data set (folder runs included), with --data-dir overriding where MNIST lives
-    test = data.dataset_for(dataclasses.replace(config, data_dir=args.data_dir or config.data_dir)).test
-    recon = inference.reconstruct(encoder, generator, test[:1000])
-    pixel_mse = torch.nn.functional.mse_loss(recon, test[:1000]).item()
-    mean_image_mse = torch.nn.functional.mse_loss(test[:1000].mean(0).expand(1000, -1), test[:1000]).item()
+    recon = inference.reconstruct(encoder, generator, test)
+    pixel_mse = torch.nn.functional.mse_loss(recon, test).item()
+    mean_image_mse = torch.nn.functional.mse_loss(test.mean(0).expand(len(test), -1), test).item()
     record = {
         "source": str(path),
         "steps": args.steps,
@@ -370,8 +382,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
     save_grid(pairs, shape, out / "reconstructions.png", ncols=2)
     rows = torch.cat([inference.interpolate(encoder, generator, test[2 * i], test[2 * i + 1], 10) for i in range(4)])
     save_grid(rows, shape, out / "interpolation.png", ncols=10)
-    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(out / "encoder.safetensors"))
-    (out / "inference.json").write_text(json.dumps(record, indent=2) + "\n")
+    weights = {k: v.contiguous() for k, v in encoder.state_dict().items()}
+    write_file(out / "encoder.safetensors", lambda tmp: save_file(weights, str(tmp)))
+    write_json(out / "inference.json", record)
     print(
         f"{path}: code MSE {record['code_mse']:.4f} (1.0 = always answering 0); reconstruction MSE "
         f"{pixel_mse:.4f} per pixel (the mean test image: {mean_image_mse:.4f})"
