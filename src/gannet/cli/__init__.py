@@ -284,6 +284,8 @@ def check_dataset(name: str, data_dir: str | None) -> str:
     if name in ("toy1d", "ring8", "grid25"):
         return f"{name}: generated from a fixed seed; no files needed."
     if name.startswith(data.FOLDER_PREFIX):
+        if name == data.FOLDER_PREFIX:
+            raise GannetError("folder: needs the path of a folder of images, e.g. folder:~/faces.")
         folder = Path(name[len(data.FOLDER_PREFIX) :]).expanduser()
         files = data.image_files(folder)
         return f"{name}: {len(files):,} PNG/JPEG images under {folder.resolve()} (decoded and cached on first use)."
