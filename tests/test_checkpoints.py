@@ -87,14 +87,38 @@ def test_a_flipped_bit_in_the_weights_is_caught(tmp_path):
         checkpoints.load_weights(path)
 
 
-def test_checkpoints_from_before_digests_still_load(tmp_path):
-    """Format 1 had no SHA-256: such a checkpoint loads (and its state too) without a check."""
+def test_checkpoints_without_a_digest_load_only_when_asked_for(tmp_path):
+    """Format 1 had no SHA-256, and an edit can remove one: refused, unless --allow-unverified."""
     path = save(tmp_path, 1)
     tensors, metadata, _ = checkpoints.load_weights(path)
     old = {k: v for k, v in metadata.items() if k not in ("sha256", "state_sha256")} | {"format_version": "1"}
     checkpoints.write_atomic(path, checkpoints.safetensors_bytes(tensors, metadata=old))
-    assert checkpoints.load_weights(path)[1]["format_version"] == "1"
-    assert checkpoints.load_state(path)["step"] == 10
+    with pytest.raises(GannetError, match="carries no SHA-256 digest .* with --allow-unverified"):
+        checkpoints.load_weights(path)
+    checkpoints.allow_unverified(True)
+    try:
+        assert checkpoints.load_weights(path)[1]["format_version"] == "1"
+        assert checkpoints.load_state(path)["step"] == 10
+    finally:
+        checkpoints.allow_unverified(False)
+
+
+def test_a_renamed_digest_key_does_not_switch_the_check_off(tmp_path):
+    path = save(tmp_path, 1)
+    tensors, metadata, _ = checkpoints.load_weights(path)
+    tensors = {k: v.clone() for k, v in tensors.items()}
+    next(iter(tensors.values())).view(-1)[0] += 1  # a flipped weight
+    renamed = {("sha256_" if k == "sha256" else k): v for k, v in metadata.items()}
+    checkpoints.write_atomic(path, checkpoints.safetensors_bytes(tensors, metadata=renamed))
+    with pytest.raises(GannetError, match="carries no SHA-256 digest"):
+        checkpoints.load_weights(path)
+
+
+def test_a_safetensors_file_of_another_tool_is_named_as_such(tmp_path):
+    path = tmp_path / "model.safetensors"
+    checkpoints.write_atomic(path, checkpoints.safetensors_bytes({"w": torch.zeros(2)}, metadata={"format": "pt"}))
+    with pytest.raises(GannetError, match=r"a safetensors file of another tool \(format 'pt'\)"):
+        checkpoints.load_weights(path)
 
 
 def test_evaluations_write_into_the_run_or_beside_a_loose_weights_file(tmp_path):

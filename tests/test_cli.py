@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gannet import checkpoints
 from gannet import config as config_module
 from gannet.checkpoints import load_weights
 from gannet.cli import main
@@ -234,12 +235,15 @@ def test_a_file_as_run_directory_is_one_sentence(tmp_path, capsys):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_force_replaces_a_run_directory(tmp_path):
+def test_force_replaces_a_run_directory_and_nothing_else(tmp_path, capsys):
     run_dir = tmp_path / "r"
-    run_dir.mkdir()
-    (run_dir / "old.txt").write_text("old")
+    assert main(["train", "toy1d", "--epochs", "2", "--run-dir", str(run_dir), "--no-progress"]) == 0
     assert main(["train", "toy1d", "--epochs", "1", "--run-dir", str(run_dir), "--force", "--no-progress"]) == 0
-    assert not (run_dir / "old.txt").exists() and (run_dir / "config.json").is_file()
+    assert [p.name for p in checkpoints.checkpoint_paths(run_dir)] == ["epoch-0001.safetensors"]  # the new run's
+    (run_dir / "notes.txt").write_text("mine")  # a user's own file: the folder is no longer only a run
+    code, out = gannet("train", "toy1d", "--run-dir", run_dir, "--force", capsys=capsys)
+    assert code == 2 and "--force replaces only gannet run directories" in out.err
+    assert (run_dir / "notes.txt").read_text() == "mine" and checkpoints.checkpoint_paths(run_dir)
 
 
 def test_a_checkpoint_that_is_not_gannets_is_refused(tmp_path, capsys):

@@ -156,7 +156,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkey
     with pytest.raises(
         GannetError,
         match=r"Could not write checkpoint epoch-0002.safetensors \(No space left on "
-        r"device\); the previous checkpoint, epoch-0001.safetensors, is intact",
+        r"device\); the last checkpoint, epoch-0001.safetensors, is intact",
     ):
         train(preset_config("toy1d", epochs=2), run_dir, progress_bar=False)
     monkeypatch.setattr(checkpoints.os, "fsync", real_fsync)
@@ -303,7 +303,8 @@ def test_a_run_checkpointed_before_mid_epoch_states_still_resumes(tmp_path):
     tensors, metadata, _ = load_weights(path)
     old = {k: v for k, v in metadata.items() if k not in ("sha256", "state_sha256")} | {"format_version": "1"}
     checkpoints.write_atomic(path, checkpoints.safetensors_bytes(tensors, metadata=old))
-    assert gannet("train", "--resume", run_dir, "--epochs", 2)[0] == 0
+    assert gannet("train", "--resume", run_dir, "--epochs", 2)[0] == 2  # no digest: refused unless asked
+    assert gannet("train", "--resume", run_dir, "--epochs", 2, "--allow-unverified")[0] == 0
     assert [m["step"] for m in read_metrics(run_dir)][-1] == 200
 
 

@@ -37,11 +37,16 @@ def _order(path: Path) -> tuple[int, int]:
     return int(epoch), int(step or 0)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once, at import: os.umask can only be read by setting it
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a flushed temporary file and a rename (then flush the
     folder, so that the new name survives a power cut too)."""
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the files from the user's group
         with os.fdopen(handle, "wb") as f:
             f.write(data)
             f.flush()
@@ -78,8 +83,8 @@ def save(
 ) -> Path:
     """Write a checkpoint of `state` (its "epoch", "step" and "progress" name it), then delete
     all but the `keep` newest and, with `keep_every`, those after a multiple of `keep_every`
-    epochs (for `gannet average`). Returns the weights file. A failed write (a full disk, say) is a
-    GannetError that names the previous checkpoint, which is untouched."""
+    epochs (for `gannet average`). Returns the weights file. A failed write (a full disk, say) is an
+    OSError naming the checkpoint; the previous one is untouched."""
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     epoch, step = state["epoch"], state["step"]
@@ -87,16 +92,14 @@ def save(
     path = folder / (
         f"epoch-{epoch:04d}-step-{step:08d}.safetensors" if mid_epoch else f"epoch-{epoch:04d}.safetensors"
     )
-    previous = checkpoint_paths(run_dir)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     try:
         write_atomic(state_path(path), buffer.getvalue())
         metadata = {**_metadata(epoch, step, config), "state_sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
         _write_weights(path, weights, metadata)
-    except OSError as error:
-        kept = f"the previous checkpoint, {previous[-1].name}, is intact" if previous else "no checkpoint was kept"
-        raise GannetError(f"Could not write checkpoint {path.name} ({error.strerror or error}); {kept}.") from None
+    except OSError as error:  # named for the caller's sentence (train: what is intact, what to run next)
+        raise OSError(error.errno, error.strerror or str(error), f"checkpoint {path.name}") from None
     for old in checkpoint_paths(run_dir)[:-keep]:
         epoch, step = _NAME.search(old.name).groups()
         if keep_every and step is None and int(epoch) % keep_every == 0:
@@ -180,6 +183,16 @@ def run_dir_of(source: str | os.PathLike) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
+_unverified_allowed = False
+
+
+def allow_unverified(allowed: bool = True) -> None:
+    """Let load_weights accept gannet checkpoints without a digest (`--allow-unverified`): the
+    files of gannet's first format, or ones whose digest was removed. Off by default."""
+    global _unverified_allowed
+    _unverified_allowed = allowed
+
+
 def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str], Path]:
     """(tensors, metadata, path) of a gannet checkpoint; anything else is a GannetError."""
     path = resolve(source)
@@ -190,11 +203,18 @@ def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
     except Exception as error:  # safetensors raises its own error types for bad files
         raise GannetError(f"{path} is not a gannet checkpoint (not a readable safetensors file: {error}).") from None
     if metadata.get("format") != FORMAT:
-        raise GannetError(f"{path} is not a gannet checkpoint (its metadata names no gannet format).")
-    # Format 1 (before digests) has none to check: safetensors and weights_only still keep such
-    # files from running code; the digest adds the detection of corrupted bytes.
+        other = f"a safetensors file of another tool (format {metadata['format']!r})" if "format" in metadata else None
+        raise GannetError(f"{path} is not a gannet checkpoint ({other or 'its metadata names no gannet format'}).")
+    if "sha256" not in metadata and not _unverified_allowed:
+        raise GannetError(
+            f"{path} carries no SHA-256 digest (a checkpoint from before gannet wrote them, or one whose "
+            "metadata was edited), so corruption in it would go unnoticed; load it anyway with --allow-unverified."
+        )
     if "sha256" in metadata and metadata["sha256"] != content_digest(tensors, metadata):
         raise GannetError(f"{path} is corrupt: its content does not match the SHA-256 recorded when it was written.")
+    for key in ("epoch", "step"):
+        if key in metadata and not metadata[key].isdigit():
+            raise GannetError(f"{path} is a damaged gannet checkpoint: its {key} {metadata[key]!r} is not a number.")
     return tensors, metadata, path
 
 

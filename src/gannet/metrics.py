@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gannet.errors import GannetError
+
 
 class MetricsWriter:
     """Appends to a run's metrics. `resume_step`: the step of the checkpoint a run resumes
@@ -16,8 +18,10 @@ class MetricsWriter:
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int | None = None) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         if resume_step is not None and self.path.exists():
+            from gannet.checkpoints import write_atomic  # metrics.py stays free of torch otherwise
+
             kept = [r for r in read_metrics(run_dir) if r["step"] <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())  # all or nothing
         self._file = self.path.open("a")
         self._tb = None
         if tensorboard:
@@ -44,5 +48,22 @@ class MetricsWriter:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's records. A last line cut short (the process was killed while writing it) is
+    dropped; anything else unreadable is a GannetError."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise GannetError(f"Cannot read {path} ({getattr(error, 'strerror', None) or error}).") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise ValueError
+        except ValueError:
+            if number == len(lines):
+                break  # a record cut short by a crash
+            raise GannetError(f"{path} is damaged: line {number} is not a metrics record.") from None
+        records.append(record)
+    return records

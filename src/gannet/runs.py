@@ -4,10 +4,13 @@ continues exactly where it stopped, step for step."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
 import shutil
+import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,31 +58,147 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+LOCK_NAME = ".gannet.lock"
+# What gannet itself writes into a run directory: only a folder holding nothing else may be
+# replaced by --force (a user's own files never are).
+_RUN_ENTRIES = re.compile(
+    r"(config\.json|metrics\.jsonl|events\.out\.tfevents\..*|samples|checkpoints|inference"
+    r"|(parzen|quality|features)(-.*)?\.json|\.gannet\.lock|\..*\.tmp)"
+)
+
+
+class RunLock:
+    """A run directory belongs to one process at a time: an exclusive flock on
+    RUN_DIR/.gannet.lock, which the kernel releases when the process ends however it ends (so
+    no lock is ever left stale by a crash or kill -9). The file names its owner for the message
+    that another process gets."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self, patience: float = 1.0) -> RunLock:
+        """Take the lock, or raise a GannetError naming its owner; waits up to `patience` seconds
+        (another command's check_free holds it for an instant)."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                owner = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise GannetError(
+                    f"{self.path.parent} is in use by {owner}; wait for that run to end (or stop it) first."
+                ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"gannet process {os.getpid()} on {socket.gethostname()}".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def check_free(run_dir: Path) -> None:
+    """Refuse, naming the owner, a run directory that another process is training in now (the
+    earliest check, so that its half-written state is not read; the lock itself is taken later)."""
+    if (Path(run_dir) / LOCK_NAME).is_file():
+        RunLock(run_dir).acquire(patience=0).release()
+
+
+def _protected(run_dir: Path) -> str | None:
+    """Why `run_dir` can never be a new run's folder (it would hold, or be replaced over, other
+    files: an empty --run-dir or an unset $VAR means the working folder), or None."""
+    path, cwd = run_dir.resolve(), Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        return "the working folder or one of its parents"
+    if path == Path.home().resolve() or path in Path.home().resolve().parents:
+        return "the home folder or one of its parents"
+    return None
+
+
+def holds_only_a_run(run_dir: Path) -> bool:
+    """Whether every entry of `run_dir` is one gannet writes (so --force may replace it)."""
+    return all(_RUN_ENTRIES.fullmatch(p.name) for p in run_dir.iterdir())
+
+
+def _occupied(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+
+
 def check_run_dir(run_dir: Path, resume: bool, force: bool, branch: bool = False) -> None:
-    """Refuse a run directory that cannot be used; touches nothing (make_run_dir does, later)."""
+    """Refuse a run directory that cannot be used; touches nothing (claim_run_dir does, later)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise GannetError(f"{run_dir} is a file, not a run directory; give --run-dir a folder.")
     if resume:
         if not (run_dir / "config.json").is_file():
             raise GannetError(f"Cannot resume: {run_dir} is not a gannet run directory (no config.json).")
-    elif run_dir.exists() and any(run_dir.iterdir()) and not force:
+        return
+    why = _protected(run_dir)
+    if why is not None:
+        raise GannetError(f"--run-dir {str(run_dir)!r} is {why}; give the run a folder of its own.")
+    if _occupied(run_dir):
         if branch:
             raise GannetError(
                 f"Run directory {run_dir} already exists; a branch needs a new one: give another --run-dir."
             )
-        raise GannetError(
-            f"Run directory {run_dir} already exists; pass --resume to continue it or --force to replace it."
-        )
+        if not force:
+            raise GannetError(
+                f"Run directory {run_dir} already exists; pass --resume to continue it or --force to replace it."
+            )
+        if not holds_only_a_run(run_dir):
+            raise GannetError(
+                f"--force replaces only gannet run directories, and {run_dir} holds other files; "
+                "give another --run-dir."
+            )
+    _check_writable(run_dir)
 
 
-def make_run_dir(run_dir: Path, resume: bool) -> None:
-    """Create (or, after --force, empty) the run directory: only once the data and the networks
-    are ready, so a run that fails before its first step leaves no directory and replaces none."""
-    if resume:
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):  # check_run_dir let it through: --force
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _check_writable(run_dir: Path) -> None:
+    """Refuse a run directory that cannot be written, before any work is done: a file is made
+    and removed in it or, while it does not exist yet, in the nearest folder above it."""
+    folder = run_dir
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise GannetError(f"--run-dir {run_dir} cannot be made: {folder} is a file.")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise GannetError(f"--run-dir {run_dir} cannot be written ({error.strerror or error} in {folder}).") from None
+
+
+def claim_run_dir(run_dir: Path, resume: bool, force: bool) -> RunLock:
+    """Make this process the run directory's one owner (RunLock) and return the lock. A fresh
+    run's folder is created, or, with --force, emptied — under the lock, so that of two runs
+    started together on one folder one trains and the other is refused. Called only once the
+    data and the networks are ready, so a run that fails before its first step replaces nothing."""
+    try:
+        if not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir).acquire()
+    except OSError as error:
+        raise GannetError(f"Could not create run directory {run_dir} ({error.strerror or error}).") from None
+    try:
+        if resume:
+            for leftover in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+                leftover.unlink(missing_ok=True)  # a killed writer's temporary files
+        elif _occupied(run_dir):  # checked before, but another process may have written since
+            check_run_dir(run_dir, resume=False, force=force)
+            for entry in run_dir.iterdir():
+                if entry.name != LOCK_NAME:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def start_point(run_dir: Path, resume: bool | str | os.PathLike) -> Path | None:
@@ -131,6 +250,26 @@ def copy_history(checkpoint: Path, run_dir: Path) -> None:
     for picture in pictures:
         if int(_PICTURE.fullmatch(picture.name)[1]) <= epoch:
             shutil.copy2(picture, run_dir / "samples" / picture.name)
+
+
+def begin_branch(branch: Path, run_dir: Path) -> None:
+    """Copy the source run's history into the freshly claimed branch folder; a copy that fails
+    removes the folder again, so that the same command can simply be retried."""
+    try:
+        copy_history(branch, run_dir)
+    except (OSError, GannetError) as error:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        raise GannetError(f"Could not begin the branch {run_dir} ({reason}); nothing was kept.") from None
+
+
+def next_step(run_dir: Path) -> str:
+    """What to run after a run stopped early: a resume from its newest checkpoint, or, with
+    none yet, the same command with --force."""
+    newest = checkpoints.checkpoint_paths(run_dir)
+    if newest:
+        return f"the last checkpoint, {newest[-1].name}, is intact: continue with `gannet train --resume {run_dir}`"
+    return f"no checkpoint was written, so there is nothing to resume: start again with --force --run-dir {run_dir}"
 
 
 def follow_schedule(players: Players) -> None:
@@ -210,10 +349,29 @@ def restore(
     progress and the fixed noise of the sample grids. A checkpoint of a distributed run gives
     each rank its own RNG state back when the number of processes is the same."""
     tensors, _, path = checkpoints.load_weights(source)
+    state = checkpoints.load_state(path)
+    try:
+        return _restore(tensors, state, players, data_rng, device, noise_rng, cluster)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+        # digests make this a hand-made or foreign file: say which part does not fit, in one line
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise GannetError(
+            f"{path} cannot be resumed: its weights or training state do not fit this run ({detail})."
+        ) from None
+
+
+def _restore(
+    tensors: dict[str, torch.Tensor],
+    state: dict,
+    players: Players,
+    data_rng: torch.Generator,
+    device: torch.device,
+    noise_rng: torch.Generator | None,
+    cluster: dist.Cluster | None,
+) -> tuple[Progress, torch.Tensor]:
     weights_g, weights_d = checkpoints.split_weights(tensors)
     players.generator.load_state_dict(weights_g)
     players.discriminator.load_state_dict(weights_d)
-    state = checkpoints.load_state(path)
     players.optimizer_g.load_state_dict(state["optimizer_g"])
     players.optimizer_d.load_state_dict(state["optimizer_d"])
     players.scheduler_g.load_state_dict(state["scheduler_g"])
@@ -236,8 +394,13 @@ def restore(
         else:  # a different number of processes: a fresh, distinct stream per rank
             torch.manual_seed(int(torch.randint(2**31, (1,))) + cluster.rank)
     if "progress" not in state:  # taken at an epoch's end, like every checkpoint of that time
-        return Progress(state["epoch"], state["step"], state.get("best_parzen", float("-inf"))), state["fixed_noise"]
-    return Progress.from_state(state["progress"], device), state["fixed_noise"]
+        progress = Progress(state["epoch"], state["step"], state.get("best_parzen", float("-inf")))
+    else:
+        progress = Progress.from_state(state["progress"], device)
+    counts = (progress.epoch, progress.step, progress.position, progress.averaged)
+    if not all(type(n) is int and n >= 0 for n in counts) or not isinstance(state["fixed_noise"], torch.Tensor):
+        raise ValueError("its progress counters are not whole numbers")
+    return progress, state["fixed_noise"]
 
 
 def global_rng_state(device: torch.device) -> torch.Tensor:

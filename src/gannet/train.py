@@ -40,13 +40,16 @@ from gannet.optim import learning_rate, make_optimizer, momentum_at, scheduled_l
 from gannet.parzen import PAPER_SIGMAS, parzen_log_likelihoods
 from gannet.runs import (
     Progress,
+    RunLock,
+    begin_branch,
+    check_free,
     check_run_dir,
     check_schedule_change,
-    copy_history,
+    claim_run_dir,
     default_run_dir,
     follow_schedule,
     global_rng_state,
-    make_run_dir,
+    next_step,
     restore,
     start_point,
     training_state,
@@ -153,12 +156,35 @@ def _train(
     data: Dataset | None,
     cluster: dist.Cluster | None,
 ) -> Path:
-    main = cluster is None or cluster.main
     run_dir = dist.broadcast(Path(run_dir) if run_dir is not None else default_run_dir(config), cluster)
     resuming = resume is not False  # in place, or as a branch
+    dist.on_main(cluster, lambda: check_free(run_dir))
     branch = start_point(run_dir, resume)  # None: a fresh run, or run_dir's own checkpoint
     in_place = resuming and branch is None
     dist.on_main(cluster, lambda: check_run_dir(run_dir, in_place, force, branch is not None))
+    owner: list[RunLock] = []  # rank 0's lock on run_dir, held until the run ends
+    try:
+        if in_place:  # owned from the start: nothing else may write it while we read its state
+            dist.on_main(cluster, lambda: owner.append(claim_run_dir(run_dir, True, False)))
+        return _train_owned(config, run_dir, resume, branch, force, progress_bar, data, cluster, owner)
+    finally:
+        for lock in owner:
+            lock.release()
+
+
+def _train_owned(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool | str | Path,
+    branch: Path | None,
+    force: bool,
+    progress_bar: bool | None,
+    data: Dataset | None,
+    cluster: dist.Cluster | None,
+    owner: list[RunLock],
+) -> Path:
+    main = cluster is None or cluster.main
+    resuming = resume is not False
     device = resolve_device(config.device)
     if cluster is not None:
         device = dist.device_for(cluster, device)
@@ -174,15 +200,24 @@ def _train(
 
     players, data_rng, noise_rng = seeded_players(config, data, device, cluster)
     fixed_noise = grid_noise(config, data)
-    dist.on_main(cluster, lambda: make_run_dir(run_dir, in_place))
-    if branch is not None:
-        dist.on_main(cluster, lambda: copy_history(branch, run_dir))
     progress = Progress()
-    if resuming:
-        previous = config_module.load(run_dir / "config.json")
+    if resuming:  # read and checked before a branch's folder is made: a refused branch leaves none
+        if branch is not None:
+            previous = checkpoints.checkpoint_config(checkpoints.load_weights(branch)[1], branch)
+        else:
+            previous = config_module.load(run_dir / "config.json")
         progress, fixed_noise = restore(branch or run_dir, players, data_rng, device, noise_rng, cluster)
         check_schedule_change(previous, config, progress)
+        if progress.epoch > config.epochs:
+            raise GannetError(
+                f"{branch or run_dir} has finished {progress.epoch} epochs already; "
+                f"--epochs cannot go below that (give {progress.epoch} or more)."
+            )
         follow_schedule(players)
+    if branch is not None or not resuming:  # a fresh run or a branch: its folder is claimed now
+        dist.on_main(cluster, lambda: owner.append(claim_run_dir(run_dir, False, force)))
+    if branch is not None:
+        dist.on_main(cluster, lambda: begin_branch(branch, run_dir))
     dist.on_main(cluster, lambda: config.save(run_dir / "config.json"))
     fixed_noise = fixed_noise.to(device)
     if cluster is not None:
@@ -200,10 +235,13 @@ def _train(
     loop = Loop(
         players, config, data, train_set, run_dir, progress, writer, bar, fixed_noise, data_rng, noise_rng, cluster
     )
-    if resuming and progress.averaged:  # a branch starts with the average of its checkpoint
-        dist.on_main(cluster, loop.write_average)
     try:
+        if resuming and progress.averaged:  # a branch starts with the average of its checkpoint
+            dist.on_main(cluster, loop.write_average)
         play(loop)
+    except OSError as error:  # a full disk or a lost mount while writing a picture, a log, best.safetensors
+        what = Path(str(error.filename)).name if error.filename else "to the run directory"
+        raise GannetError(f"Could not write {what} ({error.strerror or error}); {next_step(run_dir)}.") from None
     finally:
         bar.close()
         if writer is not None:
@@ -244,21 +282,24 @@ def grid_noise(config: TrainConfig, data: Dataset) -> torch.Tensor:
 
 
 def play(loop: Loop) -> None:
-    """Epochs until config.epochs; a signal ends the run with a checkpoint where it stands."""
+    """Epochs until config.epochs; a signal ends the run with a checkpoint where it stands
+    (mid-epoch, or the epoch's own when it arrives during the end-of-epoch work)."""
     progress, config = loop.progress, loop.config
     with StopRequest() as stop:
         while progress.epoch < config.epochs:
             loop.bar.set_description(f"epoch {progress.epoch + 1}/{config.epochs}")
             started = time.perf_counter()
             means = loop.play_epoch(stop)
-            if means is None:  # a signal arrived: checkpoint where we are and stop
-                path = loop.save_checkpoint()
+            saved = loop.save_checkpoint() if means is None else loop.finish_epoch(means, time.perf_counter() - started)
+            if means is None or loop.stopping(stop):
+                path = saved or loop.save_checkpoint()
+                done = progress.epoch == config.epochs
+                then = "the run is complete" if done else f"continue with `gannet train --resume {loop.run_dir}`"
                 raise TrainingInterrupted(
                     f"{signal.Signals(stop.signum).name} received: stopped after step {progress.step}, "
-                    f"checkpoint {path.name} written; continue with `gannet train --resume {loop.run_dir}`.",
+                    f"checkpoint {path.name} written; {then}.",
                     stop.signum,
                 )
-            loop.finish_epoch(means, time.perf_counter() - started)
 
 
 def training_examples(config: TrainConfig, data: Dataset) -> torch.Tensor:
@@ -386,25 +427,40 @@ class Loop:
         interval = dist.sum_over_ranks(p.interval, self.cluster) / world
         first_bad = dist.sum_over_ranks(p.first_bad, self.cluster, "max")
         values = torch.cat([interval / p.since_log, first_bad.to(p.interval.dtype)]).tolist()
-        first_bad = values[4:]
-        if max(first_bad) >= 0:
-            player = "discriminator" if first_bad[0] >= 0 else "generator"
-            step = int(min(s for s in first_bad if s >= 0))
-            newest = checkpoints.checkpoint_paths(self.run_dir)
-            kept = f"the last checkpoint, {newest[-1].name}, is untouched" if newest else "no checkpoint was written"
-            raise GannetError(
-                f"The {player}'s loss became NaN or infinite at step {step}; the run stops ({kept}). Try a lower --lr."
-            )
+        if max(values[4:]) >= 0:
+            self.check_finite()
         if self.writer is not None:  # rank 0 of a distributed run
             log_metrics(self.writer, self.bar, self.players, p, dict(zip(STAT_NAMES, values[:4])))
         p.interval.zero_()
         p.since_log = 0
 
-    def finish_epoch(self, means: dict[str, float], seconds: float) -> None:
-        """After epoch `progress.epoch`: Parzen monitor, summary line, sample picture, checkpoint."""
+    def finish_epoch(self, means: dict[str, float], seconds: float) -> Path | None:
+        """After epoch `progress.epoch`: Parzen monitor, summary line, sample picture, checkpoint
+        (returned, when this epoch writes one)."""
+        self.check_finite()  # before the average, best.safetensors or a checkpoint keep them
         dist.on_main(self.cluster, lambda: self.report_epoch(means, seconds))
         if self.progress.epoch % self.config.checkpoint_every == 0 or self.progress.epoch == self.config.epochs:
-            self.save_checkpoint()
+            return self.save_checkpoint()
+        return None
+
+    def check_finite(self) -> None:
+        """Stop, keeping the last checkpoint, if a loss since the last metrics record or the
+        weights themselves are NaN or infinite (a signal or an epoch's end may come between two
+        records, and the last update may have gone bad after its loss was computed)."""
+        p = self.progress
+        first_bad = dist.sum_over_ranks(p.first_bad, self.cluster, "max").tolist() if p.first_bad is not None else []
+        weights = [*self.players.generator.parameters(), *self.players.discriminator.parameters()]
+        finite = bool(torch.stack([torch.isfinite(w).all() for w in weights]).all())
+        if max(first_bad, default=-1) < 0 and finite:
+            return
+        if max(first_bad, default=-1) >= 0:
+            player = "discriminator" if first_bad[0] >= 0 else "generator"
+            what = f"The {player}'s loss became NaN or infinite at step {int(min(s for s in first_bad if s >= 0))}"
+        else:
+            what = f"The weights became NaN or infinite by step {p.step}"
+        newest = checkpoints.checkpoint_paths(self.run_dir)
+        kept = f"the last checkpoint, {newest[-1].name}, is untouched" if newest else "no checkpoint was written"
+        raise GannetError(f"{what}; the run stops ({kept}). Try a lower --lr.")
 
     def report_epoch(self, means: dict[str, float], seconds: float) -> None:
         """Rank 0's part of an epoch's end: Parzen monitor, summary line, sample picture."""
@@ -446,7 +502,9 @@ class Loop:
         )
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint (rank 0; every rank of a distributed run must call this)."""
+        """Write a checkpoint (rank 0; every rank of a distributed run must call this), never
+        of weights that are not finite."""
+        self.check_finite()
         p = self.progress
         if self.cluster is not None and p.total is not None:
             # mid-epoch: every rank resumes from rank 0's state, so store the ranks' average

@@ -20,6 +20,7 @@ from gannet.errors import GannetError
 # Flags that may change when a run is resumed: where it runs and for how long, not what it is;
 # the learning-rate cuts of epochs not yet begun, and the averaging of epochs not yet finished
 # (runs.check_schedule_change).
+ALLOW_UNVERIFIED = "--allow-unverified"
 RESUMABLE = {
     "epochs",
     "device",
@@ -37,6 +38,11 @@ RESUMABLE = {
 def build_parser() -> Parser:
     parser = Parser(
         prog="gannet", description="Generative Adversarial Nets (Goodfellow et al., 2014).", allow_abbrev=False
+    )
+    parser.add_argument(
+        ALLOW_UNVERIFIED,
+        action="store_true",
+        help="load gannet checkpoints that carry no SHA-256 digest (old or edited files); accepted anywhere",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
@@ -169,6 +175,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         if not args.resume.exists():
             raise GannetError(f"Cannot resume: {args.resume} is not a gannet run directory or checkpoint.")
         run_dir = args.run_dir or checkpoints.run_dir_of(args.resume)
+        if os.environ.get("RANK", "0") == "0":  # not while another process trains in it (torchrun: rank 0 asks)
+            runs.check_free(run_dir)
         branch = runs.start_point(run_dir, args.resume)  # None: going on in run_dir itself
         if branch is not None:
             _, metadata, _ = checkpoints.load_weights(branch)
@@ -188,7 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gannet.averaging import running_average_path
     from gannet.interrupts import TrainingInterrupted
     from gannet.runs import default_run_dir
-    from gannet.train import train
+    from gannet.train import next_step, train
 
     config, run_dir = resolve_config(args)
     if args.resume is not None and args.force:
@@ -201,11 +209,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stopped:  # Ctrl-C or SIGTERM: a checkpoint was written
         say(f"\ngannet: {stopped}", file=sys.stderr)
         return stopped.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C: no new checkpoint
-        print(
-            f"\ngannet: interrupted; the last checkpoint is intact: continue with `gannet train --resume {run_dir}`.",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt:  # Ctrl-C before training began, or a second one: no new checkpoint
+        print(f"\ngannet: interrupted; {next_step(run_dir)}.", file=sys.stderr)
         return 130
     say(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
     if config.average_from and config.epochs >= config.average_from:
@@ -413,6 +418,14 @@ COMMANDS = {
 
 def run(argv: list[str]) -> int:
     parser = build_parser()
+    if ALLOW_UNVERIFIED in argv:  # one switch for every command that loads a checkpoint, anywhere on the line
+        from gannet import checkpoints
+
+        checkpoints.allow_unverified(True)
+        try:
+            return run([a for a in argv if a != ALLOW_UNVERIFIED])
+        finally:
+            checkpoints.allow_unverified(False)
     if not argv:  # a bare `gannet`: show what it can do
         parser.print_help()
         return 0

@@ -1,0 +1,330 @@
+"""Faults injected into real runs (issue 20): a run directory has one owner, --force deletes only
+gannet's own folders, and every stop path (kill -9, a full disk, a signal at any moment, a NaN)
+keeps the last good checkpoint, leaves no temporary files and says what to run next."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gannet import checkpoints, runs
+from gannet.checkpoints import load_state
+from gannet.metrics import read_metrics
+
+from .conftest import SMALL_MNIST, gannet
+
+train = importlib.import_module("gannet.train")  # the module (gannet.train is also the function)
+
+TOY = ["train", "toy1d", "--no-progress"]  # 100 steps an epoch, no data files
+
+
+def run_cli(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "gannet", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def one_sentence(err: str) -> str:
+    """The error line of a failed command: exactly one, and no traceback."""
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("gannet: error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    return [r["step"] for r in read_metrics(run_dir) if "loss/d" in r]
+
+
+def temporary_files(run_dir: Path) -> list[Path]:
+    return [p for p in Path(run_dir).rglob(".*.tmp")]
+
+
+# --- who may use a run directory -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", ".", ".."])
+def test_force_never_empties_the_working_folder_or_a_parent(tmp_path, monkeypatch, capsys, name):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.tex").write_text("years of work")
+    monkeypatch.chdir(work)
+    code, out = gannet(*TOY, "--epochs", 1, "--run-dir", name, "--force", capsys=capsys)
+    assert code == 2 and "is the working folder or one of its parents" in one_sentence(out.err)
+    assert (work / "thesis.tex").read_text() == "years of work" and sorted(os.listdir(work)) == ["thesis.tex"]
+
+
+def test_two_runs_started_together_on_one_folder_one_trains_the_other_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "gannet", *TOY, "--epochs", 3, "--run-dir", run_dir]
+    processes = [
+        subprocess.Popen(list(map(str, command)), stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    assert sorted(code for code, _ in results) == [0, 2]
+    refused = next(err for code, err in results if code == 2)
+    assert "is in use by gannet process" in one_sentence(refused) or "already exists" in refused
+    assert [p.name for p in checkpoints.checkpoint_paths(run_dir)][-1] == "epoch-0003.safetensors"
+    assert logged_steps(run_dir) == list(range(50, 301, 50))  # one run's records (toy1d logs every 50 steps)
+
+
+def test_a_resume_or_force_while_the_run_trains_is_refused_naming_its_process(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(*TOY, "--epochs", 1, "--run-dir", run_dir).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    owner = subprocess.Popen(
+        [sys.executable, "-m", "gannet", "train", "--resume", str(run_dir), "--epochs", "40", "--no-progress"],
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not checkpoints.checkpoint_paths(run_dir)[-1].name.startswith("epoch-0002"):
+            assert time.monotonic() < deadline and owner.poll() is None
+            time.sleep(0.1)
+        for args in (["train", "--resume", run_dir, "--epochs", 50], [*TOY, "--run-dir", run_dir, "--force"]):
+            result = run_cli(*args)
+            assert result.returncode == 2
+            assert f"is in use by gannet process {owner.pid}" in one_sentence(result.stderr)
+    finally:
+        owner.send_signal(signal.SIGTERM)
+        assert owner.wait(timeout=60) == 143
+    assert checkpoints.checkpoint_paths(run_dir)  # the owner's checkpoints are all there
+    assert run_cli("train", "--resume", run_dir, "--epochs", 41).returncode == 0  # the lock went with its owner
+
+
+def test_a_lock_file_left_by_a_dead_process_does_not_block(tmp_path):
+    run_dir = tmp_path / "run"
+    assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
+    (run_dir / runs.LOCK_NAME).write_text("gannet process 999999 on elsewhere")  # its owner is gone
+    assert gannet("train", "--resume", run_dir, "--epochs", 2, "--no-progress")[0] == 0
+
+
+# --- kill -9 at random moments ----------------------------------------------------------------
+
+
+def test_kill_9_at_random_moments_loses_nothing_but_the_unfinished_epoch(tmp_path):
+    rng = random.Random(20)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for trial in range(4):
+        run_dir = tmp_path / f"run{trial}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gannet", *TOY, "--epochs", "4", "--run-dir", str(run_dir)],
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        time.sleep(rng.uniform(1.0, 6.0))  # before, during or after start-up, mid-epoch or mid-write
+        process.kill()
+        process.wait(timeout=30)
+        if checkpoints.checkpoint_paths(run_dir):
+            result = run_cli("train", "--resume", run_dir)
+        else:  # killed before its first checkpoint: nothing to resume, --force starts it again
+            result = run_cli(*TOY, "--epochs", 4, "--run-dir", run_dir, "--force")
+        assert result.returncode == 0, result.stderr
+        assert logged_steps(run_dir) == list(range(50, 401, 50))  # every record once
+        assert not temporary_files(run_dir)
+        load_state(checkpoints.checkpoint_paths(run_dir)[-1])
+
+
+def test_temporary_files_of_a_killed_writer_are_removed_on_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
+    leftover = run_dir / "checkpoints" / ".epoch-0002.safetensors.x1y2z3.tmp"
+    leftover.write_bytes(b"\0" * 1000)
+    assert gannet("train", "--resume", run_dir, "--epochs", 2, "--no-progress")[0] == 0
+    assert not temporary_files(run_dir)
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs (root only; skipped elsewhere)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_run_in_one_sentence_and_the_run_resumes_once_space_is_freed(small_disk, capsys):
+    run_dir = small_disk / "run"
+    code, out = gannet(*TOY, "--epochs", 30, "--keep-checkpoints", 30, "--run-dir", run_dir, capsys=capsys)
+    assert code == 2
+    line = one_sentence(out.err)
+    assert "No space left on device" in line and "is intact" in line and f"--resume {run_dir}" in line
+    assert not temporary_files(run_dir)
+    newest = checkpoints.checkpoint_paths(run_dir)[-1]
+    finished = load_state(newest)["epoch"]  # the last checkpoint is whole
+    assert 1 <= finished < 30
+    for old in checkpoints.checkpoint_paths(run_dir)[:-1]:  # free space: drop all but the newest
+        old.unlink()
+        checkpoints.state_path(old).unlink()
+    assert gannet("train", "--resume", run_dir, "--epochs", finished + 1, "--keep-checkpoints", 1)[0] == 0
+
+
+def test_a_full_disk_while_writing_best_safetensors_is_one_sentence(tmp_path, monkeypatch, capsys, data_dir):
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "best.safetensors")
+
+    monkeypatch.setattr(checkpoints, "save_best", no_space)
+    run_dir = tmp_path / "run"
+    code, out = gannet(
+        "train", "mnist", "--epochs", 1, "--data-dir", data_dir, "--run-dir", run_dir, *SMALL_MNIST, capsys=capsys
+    )
+    assert code == 2
+    line = one_sentence(out.err)
+    assert "Could not write best.safetensors (No space left on device)" in line
+    assert f"nothing to resume: start again with --force --run-dir {run_dir}" in line
+
+
+# --- signals, NaN, and what a stop says next ---------------------------------------------------
+
+
+def test_sigterm_between_a_nan_and_the_next_record_writes_no_checkpoint(tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
+    kept = checkpoints.checkpoint_paths(run_dir)[0]
+    before = kept.read_bytes()
+    # a SIGTERM at step 150, long before epoch 2's first metrics record (log-every 1000) reads the flags
+    monkeypatch.setattr(train.Loop, "stopping", lambda self, stop: self.progress.step >= 150)
+    monkeypatch.setattr(train.signal, "Signals", lambda signum: signal.SIGTERM)
+    code, out = gannet(
+        "train", "--resume", run_dir, "--epochs", 2, "--lr-milestones", 1, "--lr-gamma", 1e12,
+        "--log-every", 1000, "--no-progress", capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and "became NaN or infinite" in one_sentence(out.err)
+    assert checkpoints.checkpoint_paths(run_dir) == [kept] and kept.read_bytes() == before
+
+
+def test_a_signal_during_the_last_epochs_end_is_obeyed(tmp_path, monkeypatch, capsys):
+    report = train.Loop.report_epoch
+
+    def report_then_signal(self, means, seconds):
+        report(self, means, seconds)
+        if self.progress.epoch == self.config.epochs:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the picture is written
+
+    monkeypatch.setattr(train.Loop, "report_epoch", report_then_signal)
+    run_dir = tmp_path / "run"
+    code, out = gannet(*TOY, "--epochs", 2, "--run-dir", run_dir, capsys=capsys)
+    assert code == 143
+    assert "SIGTERM received: stopped after step 200, checkpoint epoch-0002.safetensors written" in out.err
+    assert "the run is complete" in out.err and "Traceback" not in out.err
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_force_not_resume(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "dataset_for", interrupted)
+    code, out = gannet(*TOY, "--run-dir", tmp_path / "run", capsys=capsys)
+    assert code == 130
+    assert "nothing to resume: start again with --force" in out.err and "--resume" not in out.err
+
+
+def test_a_branch_that_fails_to_begin_leaves_no_folder_and_can_be_retried(tmp_path, monkeypatch, capsys):
+    source, branch = tmp_path / "source", tmp_path / "branch"
+    assert gannet(*TOY, "--epochs", 1, "--run-dir", source)[0] == 0
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs.shutil, "copy2", no_space)
+        code, out = gannet("train", "--resume", source, "--run-dir", branch, "--epochs", 2, capsys=capsys)
+    assert code == 2 and "Could not begin the branch" in one_sentence(out.err)
+    assert not branch.exists()
+    assert gannet("train", "--resume", source, "--run-dir", branch, "--epochs", 2, "--no-progress")[0] == 0
+
+
+def test_epochs_below_the_runs_own_are_refused_and_the_config_kept(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert gannet(*TOY, "--epochs", 2, "--run-dir", run_dir)[0] == 0
+    config = (run_dir / "config.json").read_text()
+    code, out = gannet("train", "--resume", run_dir, "--epochs", 1, capsys=capsys)
+    assert code == 2 and "has finished 2 epochs already; --epochs cannot go below that" in one_sentence(out.err)
+    assert (run_dir / "config.json").read_text() == config
+
+
+def test_a_half_written_last_metrics_line_is_dropped_by_resume_and_figures(tmp_path):
+    run_dir = tmp_path / "run"
+    assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 150, "loss/d": 0.6')  # the process died mid-record
+    assert gannet("figures", "curves", run_dir, "-o", tmp_path / "curves.png")[0] == 0
+    assert gannet("train", "--resume", run_dir, "--epochs", 2, "--no-progress")[0] == 0
+    assert logged_steps(run_dir) == [50, 100, 150, 200]
+    assert all(json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines())
+
+
+# --- crafted training states (digests recomputed, as a deliberate edit would) --------------------
+
+
+def rewrite_checkpoint(path: Path, state: dict | None = None, **metadata: str) -> None:
+    import hashlib
+    import io
+
+    import torch
+
+    tensors, old, _ = checkpoints.load_weights(path)
+    old = {k: v for k, v in old.items() if k != "sha256"}
+    if state is not None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        checkpoints.state_path(path).write_bytes(buffer.getvalue())
+        old["state_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    checkpoints._write_weights(path, tensors, {**old, **metadata})
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda state: state.pop("optimizer_g"), "do not fit this run ('optimizer_g')"),
+        (lambda state: state["progress"].update(epoch="3"), "progress counters are not whole numbers"),
+        (lambda state: state.update(rng_data=torch_zeros()), "do not fit this run"),
+    ],
+)
+def test_a_crafted_training_state_is_one_sentence(tmp_path, capsys, damage, words):
+    run_dir = tmp_path / "run"
+    assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
+    path = checkpoints.checkpoint_paths(run_dir)[-1]
+    state = load_state(path)
+    damage(state)
+    rewrite_checkpoint(path, state)
+    code, out = gannet("train", "--resume", run_dir, "--epochs", 2, capsys=capsys)
+    assert code == 2 and words in one_sentence(out.err)
+
+
+def torch_zeros():
+    import torch
+
+    return torch.zeros(3, dtype=torch.uint8)
+
+
+def test_a_non_integer_epoch_in_the_metadata_is_one_sentence(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
+    path = checkpoints.checkpoint_paths(run_dir)[-1]
+    rewrite_checkpoint(path, epoch="1.5")
+    for args in (["train", "--resume", run_dir, "--epochs", 2], ["sample", path, "-o", tmp_path / "s.png"]):
+        code, out = gannet(*args, capsys=capsys)
+        assert code == 2 and "its epoch '1.5' is not a number" in one_sentence(out.err)
