@@ -24,7 +24,11 @@ def learning_rate(config: TrainConfig, updates: int, updates_per_epoch: int) -> 
     ExponentialDecay(1.000004, min_lr=1e-6)), times the milestones' factor for the update's epoch,
     floored at lr_min. `updates_per_epoch`: the player's updates in one epoch."""
     factor = milestone_factor(config, updates // updates_per_epoch)
-    return max(config.lr / config.lr_decay**updates * factor, config.lr_min)
+    try:
+        decay = config.lr_decay**updates
+    except OverflowError:  # a steep --lr-decay: the rate has long reached its floor
+        return config.lr_min
+    return max(config.lr / decay * factor, config.lr_min)
 
 
 def milestone_factor(config: TrainConfig, epoch: int) -> float:

@@ -9,10 +9,10 @@ checkpoints, the data set and the pictures pass through the host as well.
 from __future__ import annotations
 
 import math
-import os
 from typing import TYPE_CHECKING, NamedTuple
 
 from gannet.errors import GannetError
+from gannet.outputs import available_memory  # one reading of the machine's memory for all checks
 
 if TYPE_CHECKING:
     from gannet.config import TrainConfig
@@ -140,21 +140,6 @@ def needs(config: TrainConfig) -> list[Need]:
     return out
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux's MemAvailable, else free pages), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
@@ -166,7 +151,7 @@ def check_fits(config: TrainConfig) -> None:
     if total < CHECK_ABOVE:
         return
     available = available_memory()
-    if available is None or total <= available:
+    if total <= available:
         return
     worst = max(parts, key=lambda p: p.bytes)
     raise GannetError(
@@ -181,7 +166,7 @@ def check_folder_fits(folder: str, images: int, size: int, channels: int) -> Non
     if needed < CHECK_ABOVE:
         return
     available = available_memory()
-    if available is not None and needed > available:
+    if needed > available:
         raise GannetError(
             f"--image-size {size} asks for more memory than this machine has: {images:,} images of "
             f"{channels}x{size}x{size} pixels under {folder} need about {gib(needed)} and {gib(available)} "
