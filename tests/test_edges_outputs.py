@@ -4,7 +4,6 @@ infer): each is one sentence and exit status 2, found before any work, and write
 import dataclasses
 import errno
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +20,7 @@ from .conftest import gannet
 PARZEN = ["--num-samples", "50", "--num-valid", "20", "--num-test", "20", "--device", "cpu", "--no-ceiling"]
 
 
-class Hang(BaseException):
-    """Raised by the alarm: not an Exception, so that no handler under test turns it into a message."""
-
-
-@pytest.fixture(autouse=True)
-def _bounded():
-    """Each case ends within a minute: a loop that never ends fails the test instead of hanging it."""
-
-    def stop(signum, frame):
-        raise Hang("over 60 s: the command hangs")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.timeout(60)  # a loop that never ends fails the case instead of hanging it
 
 
 def listing(*folders: Path) -> set[str]:
