@@ -61,6 +61,10 @@ def little_memory(monkeypatch):
         (["--max-col-norm", "inf"], ("--max-col-norm", "positive number")),
         (["--lr-min", "nan"], ("--lr-min",)),
         (["--lr-min", "inf"], ("--lr-min",)),
+        (["--lr-min", "1e300"], ("--lr-min", "from 0 to")),  # was a float32 overflow traceback
+        (["--max-col-norm", "1e300"], ("--max-col-norm", "at most")),
+        (["--generator-hidden", "32,,32"], ("--generator-hidden", "empty item")),  # was read as 32,32
+        (["--lr-milestones", "1,"], ("--lr-milestones", "empty item")),
         (["--lr-decay", "inf"], ("--lr-decay",)),
         (["--lr-decay", "nan"], ("--lr-decay",)),
         (["--lr", "1e308"], ("--lr", "at most")),

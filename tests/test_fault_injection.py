@@ -142,10 +142,16 @@ def test_kill_9_at_random_moments_loses_nothing_but_the_unfinished_epoch(tmp_pat
 def test_temporary_files_of_a_killed_writer_are_removed_on_resume(tmp_path):
     run_dir = tmp_path / "run"
     assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
-    leftover = run_dir / "checkpoints" / ".epoch-0002.safetensors.x1y2z3.tmp"
-    leftover.write_bytes(b"\0" * 1000)
+    leftovers = [
+        run_dir / "checkpoints" / ".epoch-0002.safetensors.x1y2z3w4.tmp",
+        run_dir / "samples" / ".epoch-0002.ab_cd9ef.png",
+    ]
+    for leftover in leftovers:
+        leftover.write_bytes(b"\0" * 1000)
+    (run_dir / ".notes").write_text("a user's own hidden file")
     assert gannet("train", "--resume", run_dir, "--epochs", 2, "--no-progress")[0] == 0
-    assert not temporary_files(run_dir)
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert (run_dir / ".notes").read_text() == "a user's own hidden file"
 
 
 # --- a full disk ------------------------------------------------------------------------------
@@ -231,6 +237,22 @@ def test_a_signal_during_the_last_epochs_end_is_obeyed(tmp_path, monkeypatch, ca
     assert "the run is complete" in out.err and "Traceback" not in out.err
 
 
+def test_sigterm_during_start_up_is_announced_and_leaves_no_run_directory(tmp_path):
+    """SIGTERM before the training loop began (twice, as impatient scripts do) once killed the
+    process unannounced (exit -15)."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "gannet", *TOY, "--epochs", "5", "--run-dir", str(run_dir)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr.readline().startswith("gannet: training")  # main() runs; data and networks next
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 143 and "gannet: terminated" in err and "Traceback" not in err
+    assert not run_dir.exists() or (run_dir / "checkpoints").exists()
+
+
 def test_ctrl_c_before_the_first_checkpoint_says_force_not_resume(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -301,6 +323,13 @@ def rewrite_checkpoint(path: Path, state: dict | None = None, **metadata: str) -
         (lambda state: state.pop("optimizer_g"), "do not fit this run ('optimizer_g')"),
         (lambda state: state["progress"].update(epoch="3"), "progress counters are not whole numbers"),
         (lambda state: state.update(rng_data=torch_zeros()), "do not fit this run"),
+        # each was a traceback once training began (the digests were recomputed, as an edit would)
+        (lambda state: state.update(fixed_noise=torch_zeros().float()), "its fixed noise is not a finite"),
+        (lambda state: state["progress"].update(best_parzen="high"), "best Parzen score 'high' is not a number"),
+        (lambda state: state["progress"].update(averaged=3, average=None), "3 averaged epochs but holds no sums"),
+        (lambda state: state["progress"].update(mid_epoch(order=10**9)), "does not fit an epoch of 100 steps"),
+        (lambda state: state["progress"].update(mid_epoch(position=10**6)), "its position 1000000"),
+        (lambda state: state.update(rng_numpy=["MT19937", [1, 2], 0, 0, 0.0]), "do not fit this run"),
     ],
 )
 def test_a_crafted_training_state_is_one_sentence(tmp_path, capsys, damage, words):
@@ -314,17 +343,49 @@ def test_a_crafted_training_state_is_one_sentence(tmp_path, capsys, damage, word
     assert code == 2 and words in one_sentence(out.err)
 
 
+def mid_epoch(position: int = 5, order: int | None = None) -> dict:
+    """A toy1d state's progress fields inside an epoch (10,000 examples, 100 steps)."""
+    import torch
+
+    indices = torch.randperm(10_000) if order is None else torch.full((10_000,), order)
+    return {
+        "position": position,
+        "order": indices,
+        "total": torch.zeros(4),
+        "interval": torch.zeros(4),
+        "first_bad": torch.full((2,), -1),
+    }
+
+
 def torch_zeros():
     import torch
 
     return torch.zeros(3, dtype=torch.uint8)
 
 
-def test_a_non_integer_epoch_in_the_metadata_is_one_sentence(tmp_path, capsys):
+@pytest.mark.parametrize("epoch", ["1.5", "²"])  # "²".isdigit() is True, int("²") a ValueError
+def test_a_non_integer_epoch_in_the_metadata_is_one_sentence(tmp_path, capsys, epoch):
     run_dir = tmp_path / "run"
     assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
     path = checkpoints.checkpoint_paths(run_dir)[-1]
-    rewrite_checkpoint(path, epoch="1.5")
+    rewrite_checkpoint(path, epoch=epoch)
     for args in (["train", "--resume", run_dir, "--epochs", 2], ["sample", path, "-o", tmp_path / "s.png"]):
         code, out = gannet(*args, capsys=capsys)
-        assert code == 2 and "its epoch '1.5' is not a number" in one_sentence(out.err)
+        assert code == 2 and f"its epoch {epoch!r} is not a number" in one_sentence(out.err)
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_by_every_command(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert gannet(*TOY, "--epochs", 1, "--run-dir", run_dir)[0] == 0
+    path = checkpoints.checkpoint_paths(run_dir)[-1]
+    tensors, metadata, _ = checkpoints.load_weights(path)
+    tensors["generator.output.weight"][0, 0] = float("nan")  # digest recomputed: only the NaN is wrong
+    checkpoints._write_weights(path, tensors, {k: v for k, v in metadata.items() if k != "sha256"})
+    for args in (
+        ["sample", run_dir, "-o", tmp_path / "s.png", "--npy", tmp_path / "s.npy"],
+        ["average", run_dir, "--epochs", "1-1", "-o", tmp_path / "a.safetensors"],
+        ["train", "--resume", run_dir, "--epochs", 2],
+    ):
+        code, out = gannet(*args, capsys=capsys)
+        assert code == 2 and "NaN or infinite weights (in generator.output.weight)" in one_sentence(out.err), out.err
+    assert not any(tmp_path.glob("s.*")) and not (tmp_path / "a.safetensors").exists()

@@ -127,13 +127,16 @@ def test_kill_9_loses_at_most_one_checkpoint_interval(straight, tmp_path, data_d
     assert_same_run(straight, run_dir)
 
 
-def test_a_nan_stops_the_run_naming_the_step_and_leaves_the_checkpoint_untouched(tmp_path, capsys):
+def test_a_nan_stops_the_run_naming_the_step_and_leaves_the_checkpoint_untouched(tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "toy"
     assert gannet("train", "toy1d", "--epochs", 1, "--run-dir", run_dir, "--no-progress")[0] == 0
     path = checkpoints.checkpoint_paths(run_dir)[-1]
-    tensors, metadata, _ = load_weights(path)
-    tensors["discriminator.output.bias"] = torch.tensor([float("nan")])
-    checkpoints._write_weights(path, tensors, metadata)  # as if the weights had gone bad
+
+    def poisoned(source):  # the weights go bad once loaded (a file holding NaN is refused on loading)
+        tensors, metadata, found = load_weights(source)
+        return {**tensors, "discriminator.output.bias": torch.tensor([float("nan")])}, metadata, found
+
+    monkeypatch.setattr(checkpoints, "load_weights", poisoned)
     before = path.read_bytes()
     code, out = gannet("train", "--resume", run_dir, "--epochs", 2, capsys=capsys)
     assert code == 2

@@ -212,8 +212,14 @@ def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
         )
     if "sha256" in metadata and metadata["sha256"] != content_digest(tensors, metadata):
         raise GannetError(f"{path} is corrupt: its content does not match the SHA-256 recorded when it was written.")
+    bad = next((name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:  # training never writes one (train.py checks first): a hand-made or edited file
+        raise GannetError(
+            f"{path} holds NaN or infinite weights (in {bad}): the weights are damaged or diverged; "
+            "use an earlier checkpoint."
+        )
     for key in ("epoch", "step"):
-        if key in metadata and not metadata[key].isdigit():
+        if key in metadata and not (metadata[key].isascii() and metadata[key].isdigit()):  # not "²"
             raise GannetError(f"{path} is a damaged gannet checkpoint: its {key} {metadata[key]!r} is not a number.")
     return tensors, metadata, path
 

@@ -68,6 +68,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "parzen_samples": (1, PARZEN_SAMPLES_MAX),
 }
 INIT_MAX = 100.0  # weights uniform on (-r, r): past r ~ 1 every unit saturates; past 100 nothing is learnt
+FLOAT32_MAX = 3.4e38  # the weights' type: a norm cap past it cannot be compared with them
 LARGEST_RATE = 3.4e38  # float32's largest number: a learning rate the parameters can be multiplied by
 PRESET_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"  # it names the run's folder (runs/<preset>-<time>)
 
@@ -258,7 +259,7 @@ class TrainConfig:
             (self.lr > 0, "--lr must be a positive number"),
             (self.lr <= LARGEST_RATE, f"--lr must be at most {LARGEST_RATE:g}"),
             (1 <= self.lr_decay < math.inf, "--lr-decay must be a number of at least 1 (it divides the rate)"),
-            (0 <= self.lr_min < math.inf, "--lr-min must be a number of at least 0"),
+            (0 <= self.lr_min <= LARGEST_RATE, f"--lr-min must be a number from 0 to {LARGEST_RATE:g}"),
             (0 < self.lr_gamma < math.inf, "--lr-gamma must be a positive number"),
             (
                 _largest_rate(self.lr, self.lr_gamma, len(self.lr_milestones)) <= LARGEST_RATE,
@@ -275,8 +276,8 @@ class TrainConfig:
                 f"(0, {INIT_MAX}]",
             ),
             (
-                self.max_col_norm is None or 0 < self.max_col_norm < math.inf,
-                "--max-col-norm must be a positive number",
+                self.max_col_norm is None or 0 < self.max_col_norm <= FLOAT32_MAX,
+                f"--max-col-norm must be a positive number of at most {FLOAT32_MAX:g}",
             ),
             (
                 len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),

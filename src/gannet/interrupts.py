@@ -3,8 +3,10 @@ write a checkpoint and stop; a second Ctrl-C stops at once (the previous checkpo
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 from gannet.errors import GannetError
 
@@ -15,6 +17,31 @@ class TrainingInterrupted(GannetError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (start-up, sampling, evaluation): unwinds as Ctrl-C
+    does, so that locks are released, half-made folders removed and the command says so; exit 143."""
+
+
+def _terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not kill the unwinding unannounced
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While active, SIGTERM raises Terminated instead of killing the process unannounced
+    (StopRequest takes it over while a run trains, and gives it back)."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _terminated:  # else terminated: stay deaf while exiting
+            signal.signal(signal.SIGTERM, previous)
 
 
 class StopRequest:

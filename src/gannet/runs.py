@@ -5,6 +5,7 @@ continues exactly where it stopped, step for step."""
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import random
 import re
@@ -61,9 +62,12 @@ def default_run_dir(config: TrainConfig) -> Path:
 LOCK_NAME = ".gannet.lock"
 # What gannet itself writes into a run directory: only a folder holding nothing else may be
 # replaced by --force (a user's own files never are).
+# A temporary file of an atomic write that its process did not live to rename:
+# checkpoints.write_atomic's `.NAME.XXXXXXXX.tmp`, outputs.write_file's `.STEM.XXXXXXXX.SUFFIX`.
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}(\.tmp|\.png|\.pdf|\.svg|\.gif|\.json|\.npy)")
 _RUN_ENTRIES = re.compile(
     r"(config\.json|metrics\.jsonl|events\.out\.tfevents\..*|samples|checkpoints|inference"
-    r"|(parzen|quality|features)(-.*)?\.json|\.gannet\.lock|\..*\.tmp)"
+    rf"|(parzen|quality|features)(-.*)?\.json|\.gannet\.lock|{_TEMPORARY.pattern})"
 )
 
 
@@ -188,8 +192,10 @@ def claim_run_dir(run_dir: Path, resume: bool, force: bool) -> RunLock:
         raise GannetError(f"Could not create run directory {run_dir} ({error.strerror or error}).") from None
     try:
         if resume:
-            for leftover in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
-                leftover.unlink(missing_ok=True)  # a killed writer's temporary files
+            for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples"):
+                for leftover in folder.glob(".*"):
+                    if _TEMPORARY.fullmatch(leftover.name) and leftover.is_file():
+                        leftover.unlink(missing_ok=True)  # a killed writer's
         elif _occupied(run_dir):  # checked before, but another process may have written since
             check_run_dir(run_dir, resume=False, force=force)
             for entry in run_dir.iterdir():
@@ -344,15 +350,21 @@ def restore(
     device: torch.device,
     noise_rng: torch.Generator | None = None,
     cluster: dist.Cluster | None = None,
+    fixed_noise: torch.Tensor | None = None,
+    steps: int | None = None,
 ) -> tuple[Progress, torch.Tensor]:
     """Load `source` (a checkpoint, or a run directory's newest) into the players and the RNGs; return the
     progress and the fixed noise of the sample grids. A checkpoint of a distributed run gives
-    each rank its own RNG state back when the number of processes is the same."""
+    each rank its own RNG state back when the number of processes is the same. With `fixed_noise`
+    (this run's, for its shape) and `steps` (per epoch), a state that could not go on is refused here."""
     tensors, _, path = checkpoints.load_weights(source)
     state = checkpoints.load_state(path)
     try:
-        return _restore(tensors, state, players, data_rng, device, noise_rng, cluster)
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+        progress, noise = _restore(tensors, state, players, data_rng, device, noise_rng, cluster)
+        if fixed_noise is not None and steps is not None:
+            _check_fits(progress, noise, fixed_noise, steps)
+        return progress, noise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as error:
         # digests make this a hand-made or foreign file: say which part does not fit, in one line
         detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise GannetError(
@@ -401,6 +413,31 @@ def _restore(
     if not all(type(n) is int and n >= 0 for n in counts) or not isinstance(state["fixed_noise"], torch.Tensor):
         raise ValueError("its progress counters are not whole numbers")
     return progress, state["fixed_noise"]
+
+
+def _check_fits(progress: Progress, noise: torch.Tensor, like: torch.Tensor, steps: int) -> None:
+    """A hand-made state's parts must have the shapes this run gives them (digests only prove
+    that nobody changed a file since it was written, not who wrote it): ValueError if not."""
+    p = progress
+    if noise.shape != like.shape or noise.dtype != like.dtype or not torch.isfinite(noise).all():
+        raise ValueError(f"its fixed noise is not a finite {tuple(like.shape)} tensor")
+    if type(p.best_parzen) not in (int, float) or math.isnan(p.best_parzen) or p.best_parzen == math.inf:
+        raise ValueError(f"its best Parzen score {p.best_parzen!r} is not a number")
+    sums = p.average.values() if isinstance(p.average, dict) else [None]
+    if p.averaged and not all(isinstance(t, torch.Tensor) for t in sums):
+        raise ValueError(f"it counts {p.averaged} averaged epochs but holds no sums")
+    if p.order is None:
+        if p.position != 0:
+            raise ValueError("it is inside an epoch but holds no data order")
+        return
+    parts = (p.order, p.total, p.interval, p.first_bad)
+    if not all(isinstance(t, torch.Tensor) for t in parts) or (p.total.shape, p.interval.shape) != ((4,), (4,)):
+        raise ValueError("its mid-epoch sums are not this run's")
+    if p.order.dtype != torch.long or p.order.dim() != 1 or p.first_bad.shape != (2,):
+        raise ValueError("its data order is not a list of example indices")
+    in_range = len(p.order) == 0 or 0 <= int(p.order.min()) <= int(p.order.max()) < len(p.order)
+    if not 0 < p.position < steps or not in_range:
+        raise ValueError(f"its position {p.position} or data order does not fit an epoch of {steps} steps")
 
 
 def global_rng_state(device: torch.device) -> torch.Tensor:

@@ -206,7 +206,10 @@ def _train_owned(
             previous = checkpoints.checkpoint_config(checkpoints.load_weights(branch)[1], branch)
         else:
             previous = config_module.load(run_dir / "config.json")
-        progress, fixed_noise = restore(branch or run_dir, players, data_rng, device, noise_rng, cluster)
+        steps = len(train_set) // examples_per_step(config)
+        progress, fixed_noise = restore(
+            branch or run_dir, players, data_rng, device, noise_rng, cluster, fixed_noise, steps
+        )
         check_schedule_change(previous, config, progress)
         if progress.epoch > config.epochs:
             raise GannetError(

@@ -16,6 +16,7 @@ from gannet.cli.evaluate import add_eval_parser, cmd_eval
 from gannet.cli.parsing import Parser, add_config_flags, suggest
 from gannet.config import FIELDS, TrainConfig, flag
 from gannet.errors import GannetError
+from gannet.interrupts import Terminated, sigterm_unwinds
 
 # Flags that may change when a run is resumed: where it runs and for how long, not what it is;
 # the learning-rate cuts of epochs not yet begun, and the averaging of epochs not yet finished
@@ -209,9 +210,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stopped:  # Ctrl-C or SIGTERM: a checkpoint was written
         say(f"\ngannet: {stopped}", file=sys.stderr)
         return stopped.exit_code
-    except KeyboardInterrupt:  # Ctrl-C before training began, or a second one: no new checkpoint
-        print(f"\ngannet: interrupted; {next_step(run_dir)}.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM before training began, or a second Ctrl-C: no new checkpoint
+        terminated = isinstance(stop, Terminated)
+        print(f"\ngannet: {'terminated' if terminated else 'interrupted'}; {next_step(run_dir)}.", file=sys.stderr)
+        return 143 if terminated else 130
     say(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
     if config.average_from and config.epochs >= config.average_from:
         say(f"gannet: the averaged generator is {running_average_path(run_dir)}.", file=sys.stderr)
@@ -437,14 +439,16 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        return run(argv)
-    except GannetError as error:
-        print(f"gannet: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ngannet: interrupted.", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    with sigterm_unwinds():  # around the handlers too: a second SIGTERM while they print is ignored
+        try:
+            return run(argv)
+        except GannetError as error:
+            print(f"gannet: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            print(f"\ngannet: {'terminated' if terminated else 'interrupted'}.", file=sys.stderr)
+            return 143 if terminated else 130
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1

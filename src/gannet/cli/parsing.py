@@ -20,8 +20,15 @@ class Parser(argparse.ArgumentParser):
 
 def list_of(scalar: type):
     def parse(text: str) -> list:
+        if not text.replace(",", "").strip():
+            return []  # `--lr-milestones ''`: none (each command says whether none will do)
+        parts = text.split(",")
+        if any(not part.strip() for part in parts):  # "1,,2" or "1,": a number left out, not meant
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {scalar.__name__}s, got an empty item in {text!r}"
+            )
         try:
-            return [scalar(part) for part in text.split(",") if part.strip()]
+            return [scalar(part) for part in parts]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {scalar.__name__}s, got {text!r}") from None
 
