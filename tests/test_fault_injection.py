@@ -237,19 +237,23 @@ def test_a_signal_during_the_last_epochs_end_is_obeyed(tmp_path, monkeypatch, ca
     assert "the run is complete" in out.err and "Traceback" not in out.err
 
 
-def test_sigterm_during_start_up_is_announced_and_leaves_no_run_directory(tmp_path):
-    """SIGTERM before the training loop began (twice, as impatient scripts do) once killed the
-    process unannounced (exit -15)."""
+@pytest.mark.parametrize("moment", ["gannet: training", "epoch 1/"])  # start-up; inside the loop
+def test_sigterm_twice_is_announced_and_exits_143(tmp_path, moment):
+    """Two SIGTERMs (as impatient scripts send) before the training loop began, or inside it,
+    once killed the process unannounced (exit -15): the first before the loop, the second after
+    the run had stopped and restored the default handler."""
     run_dir = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "gannet", *TOY, "--epochs", "5", "--run-dir", str(run_dir)]
+    command = [sys.executable, "-m", "gannet", *TOY, "--epochs", "50", "--run-dir", str(run_dir)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-    assert process.stderr.readline().startswith("gannet: training")  # main() runs; data and networks next
+    while not process.stderr.readline().startswith(moment):
+        assert process.poll() is None
     process.send_signal(signal.SIGTERM)
     time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     err = process.stderr.read()
-    assert process.wait(timeout=60) == 143 and "gannet: terminated" in err and "Traceback" not in err
+    assert process.wait(timeout=60) == 143 and "Traceback" not in err
+    assert ("gannet: terminated" if moment.startswith("gannet") else "SIGTERM received: stopped") in err
     assert not run_dir.exists() or (run_dir / "checkpoints").exists()
 
 

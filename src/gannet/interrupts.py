@@ -30,9 +30,10 @@ def _terminated(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
+def sigterm_unwinds(exiting: bool = False) -> Iterator[None]:
     """While active, SIGTERM raises Terminated instead of killing the process unannounced
-    (StopRequest takes it over while a run trains, and gives it back)."""
+    (StopRequest takes it over while a run trains, and gives it back). `exiting`: the process
+    ends right after, so a late SIGTERM (a second one, say) is ignored rather than fatal."""
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
@@ -40,7 +41,9 @@ def sigterm_unwinds() -> Iterator[None]:
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGTERM) is _terminated:  # else terminated: stay deaf while exiting
+        if exiting:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        elif signal.getsignal(signal.SIGTERM) is _terminated:  # else terminated: stay deaf while exiting
             signal.signal(signal.SIGTERM, previous)
 
 

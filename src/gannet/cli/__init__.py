@@ -438,8 +438,8 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    with sigterm_unwinds():  # around the handlers too: a second SIGTERM while they print is ignored
+    command, argv = argv is None, sys.argv[1:] if argv is None else argv
+    with sigterm_unwinds(exiting=command):  # around the handlers too: a second SIGTERM while they print is ignored
         try:
             return run(argv)
         except GannetError as error:
