@@ -29,6 +29,13 @@ def _terminated(signum, frame) -> None:
     raise Terminated
 
 
+def deaf() -> None:
+    """The command is ending: a further Ctrl-C or SIGTERM must not cut its last words short."""
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def sigterm_unwinds(exiting: bool = False) -> Iterator[None]:
     """While active, SIGTERM raises Terminated instead of killing the process unannounced
@@ -42,7 +49,7 @@ def sigterm_unwinds(exiting: bool = False) -> Iterator[None]:
         yield
     finally:
         if exiting:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            deaf()
         elif signal.getsignal(signal.SIGTERM) is _terminated:  # else terminated: stay deaf while exiting
             signal.signal(signal.SIGTERM, previous)
 

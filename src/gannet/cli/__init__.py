@@ -16,7 +16,7 @@ from gannet.cli.evaluate import add_eval_parser, cmd_eval
 from gannet.cli.parsing import Parser, add_config_flags, suggest
 from gannet.config import FIELDS, TrainConfig, flag
 from gannet.errors import GannetError
-from gannet.interrupts import Terminated, sigterm_unwinds
+from gannet.interrupts import Terminated, deaf, sigterm_unwinds
 
 # Flags that may change when a run is resumed: where it runs and for how long, not what it is;
 # the learning-rate cuts of epochs not yet begun, and the averaging of epochs not yet finished
@@ -446,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gannet: error: {error}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as stop:
+            if command:
+                deaf()  # a second Ctrl-C now would end the process by signal, not with this line
             terminated = isinstance(stop, Terminated)
             print(f"\ngannet: {'terminated' if terminated else 'interrupted'}.", file=sys.stderr)
             return 143 if terminated else 130
