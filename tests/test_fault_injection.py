@@ -393,3 +393,21 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_by_every_command(tmp_pa
         code, out = gannet(*args, capsys=capsys)
         assert code == 2 and "NaN or infinite weights (in generator.output.weight)" in one_sentence(out.err), out.err
     assert not any(tmp_path.glob("s.*")) and not (tmp_path / "a.safetensors").exists()
+
+
+def test_a_signal_while_gannet_starts_is_one_sentence_and_does_nothing(tmp_path):
+    """Ctrl-C or SIGTERM in the first second, while torch is imported (the `gannet` command)."""
+    command = Path(sys.executable).with_name("gannet")
+    if not command.is_file():
+        pytest.skip("the gannet command is not installed beside this Python")
+    for i, delay in enumerate((0.3, 0.45, 0.6, 0.75)):
+        run_dir = tmp_path / f"run{i}"
+        process = subprocess.Popen(
+            [str(command), *TOY, "--epochs", "1", "--run-dir", str(run_dir)], stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(delay)
+        signum = signal.SIGINT if i % 2 else signal.SIGTERM
+        process.send_signal(signum)
+        assert process.wait(timeout=60) == 128 + signum
+        err = process.stderr.read()
+        assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("gannet: ")

@@ -1,0 +1,37 @@
+"""The `gannet` command's entry point, outside the gannet package: importing gannet (and torch
+with it) takes seconds, and a Ctrl-C or SIGTERM in those seconds should end the command with a
+sentence, as it does later, not with Python's traceback. Nothing has been done yet then."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+_received: list[int] = []
+
+
+def _stop(signum, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    previous = signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        from gannet.cli import main as gannet_main
+    except BaseException:
+        if not _received:
+            raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # the command's own handling takes over
+    if _received:  # a library being imported may swallow the interrupt, or turn it into an error of its own
+        print("\ngannet: stopped while starting; nothing was done.", file=sys.stderr)
+        return 128 + _received[0]
+    try:
+        return gannet_main()
+    except Exception:  # noqa: BLE001 - a Ctrl-C inside a library's lazy import can surface as another error
+        if not _received:
+            raise
+        print("\ngannet: interrupted.", file=sys.stderr)
+        return 128 + _received[0]
