@@ -49,7 +49,9 @@ from gannet import checkpoints
 from gannet.cli import main as gannet_main
 
 DATA = Path(os.environ.get("GANNET_CAMPAIGN_DATA", "/work/shared/data"))
-GANNET = [sys.executable, "-m", "gannet"]
+# the `gannet` command as users run it (its entry point turns a signal during start-up into a sentence)
+_COMMAND = Path(sys.executable).with_name("gannet")
+GANNET = [str(_COMMAND)] if _COMMAND.is_file() else [sys.executable, "-m", "gannet"]
 MEMORY_CAP = 6 * 2**30  # RLIMIT_AS of every child: a runaway allocation fails instead of swapping the machine
 MNIST_TINY = ["--data-dir", str(DATA), "--train-limit", "1000", "--parzen-every", "0", "--no-progress"]
 TOY = ["toy1d", "--no-progress"]
@@ -1806,7 +1808,8 @@ def register_signal_cases() -> None:
             first = ctx.runs[0][0]
             if first.rc == -signal.SIGTERM and (ctx.tmp / "run").exists():
                 return "wrong", "killed by SIGTERM, unannounced, after making the run directory"
-            if first.rc in (130, 143) and "resume" not in first.stderr.lower() and "--force" not in first.stderr:
+            said = first.stderr.lower()
+            if first.rc in (130, 143) and not any(w in said for w in ("resume", "--force", "nothing was done")):
                 return "wrong", f"stopped without saying how to continue: {last_line(first.stderr)}"
             if not checkpoints.checkpoint_paths(ctx.tmp / "run"):
                 return None if first.rc != 0 else ("data-loss", "no checkpoint")

@@ -26,7 +26,7 @@ def main() -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)  # the command's own handling takes over
     if _received:  # a library being imported may swallow the interrupt, or turn it into an error of its own
-        print("\ngannet: stopped while starting; nothing was done.", file=sys.stderr)
+        print("\ngannet: stopped while starting; nothing was done, so the same command starts afresh.", file=sys.stderr)
         return 128 + _received[0]
     try:
         return gannet_main()
