@@ -24,6 +24,7 @@ from safetensors.torch import save as safetensors_bytes
 from gannet import config as config_module
 from gannet.config import TrainConfig
 from gannet.errors import GannetError
+from gannet.outputs import UMASK
 
 FORMAT = "gannet"
 FORMAT_VERSION = "2"  # 2: SHA-256 digests of the content and of the training state
@@ -37,16 +38,12 @@ def _order(path: Path) -> tuple[int, int]:
     return int(epoch), int(step or 0)
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once, at import: os.umask can only be read by setting it
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a flushed temporary file and a rename (then flush the
     folder, so that the new name survives a power cut too)."""
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the files from the user's group
+        os.fchmod(handle, 0o666 & ~UMASK)  # mkstemp's 0600 would hide the files from the user's group
         with os.fdopen(handle, "wb") as f:
             f.write(data)
             f.flush()
@@ -234,11 +231,13 @@ def checkpoint_config(metadata: dict[str, str], path: Path) -> TrainConfig:
     return config_module.from_dict(values)
 
 
-def load_state(weights: Path) -> dict[str, Any]:
+def load_state(weights: Path, metadata: dict[str, str] | None = None) -> dict[str, Any]:
     """The training state beside a weights file, loaded with weights_only=True: tensors and
-    plain containers only, so a crafted pickle cannot run code."""
+    plain containers only, so a crafted pickle cannot run code. `metadata`: the weights file's,
+    when the caller has loaded it already (checked against its digest)."""
     path = state_path(weights)
-    _, metadata, _ = load_weights(weights)
+    if metadata is None:
+        _, metadata, _ = load_weights(weights)
     try:
         content = path.read_bytes()
     except FileNotFoundError:

@@ -18,6 +18,8 @@ from pathlib import Path
 from gannet.errors import GannetError
 
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
+UMASK = os.umask(0)
+os.umask(UMASK)  # read once, at import (os.umask can only be read by setting it): files get the mode plain writes would
 
 
 class WriteFailed(GannetError, OSError):
@@ -68,7 +70,7 @@ def write_file(path: str | os.PathLike, write: Callable[[Path], object]) -> Path
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
         os.close(handle)
         tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~_umask())  # the mode of a file written plainly, not mkstemp's 0600
+        os.chmod(tmp, 0o666 & ~UMASK)  # the mode of a file written plainly, not mkstemp's 0600
         write(tmp)
         os.replace(tmp, path)
     except BaseException as error:
@@ -173,12 +175,6 @@ def _remove_folders(folders: list[Path]) -> None:
             continue
         except OSError:
             break
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _meminfo(key: str, path: str = "/proc/meminfo") -> int:

@@ -348,22 +348,21 @@ def restore(
     players: Players,
     data_rng: torch.Generator,
     device: torch.device,
+    fixed_noise: torch.Tensor,
+    steps: int,
     noise_rng: torch.Generator | None = None,
     cluster: dist.Cluster | None = None,
-    fixed_noise: torch.Tensor | None = None,
-    steps: int | None = None,
-) -> tuple[Progress, torch.Tensor]:
+) -> tuple[Progress, torch.Tensor, dict[str, str]]:
     """Load `source` (a checkpoint, or a run directory's newest) into the players and the RNGs; return the
-    progress and the fixed noise of the sample grids. A checkpoint of a distributed run gives
-    each rank its own RNG state back when the number of processes is the same. With `fixed_noise`
-    (this run's, for its shape) and `steps` (per epoch), a state that could not go on is refused here."""
-    tensors, _, path = checkpoints.load_weights(source)
-    state = checkpoints.load_state(path)
+    progress, the fixed noise of the sample grids and the checkpoint's metadata. A checkpoint of a
+    distributed run gives each rank its own RNG state back when the number of processes is the same.
+    A state that could not go on in this run (`fixed_noise` its own, `steps` per epoch) is refused here."""
+    tensors, metadata, path = checkpoints.load_weights(source)
+    state = checkpoints.load_state(path, metadata)
     try:
         progress, noise = _restore(tensors, state, players, data_rng, device, noise_rng, cluster)
-        if fixed_noise is not None and steps is not None:
-            _check_fits(progress, noise, fixed_noise, steps)
-        return progress, noise
+        _check_fits(progress, noise, fixed_noise, steps)
+        return progress, noise, metadata
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as error:
         # digests make this a hand-made or foreign file: say which part does not fit, in one line
         detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__

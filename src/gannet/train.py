@@ -202,18 +202,18 @@ def _train_owned(
     fixed_noise = grid_noise(config, data)
     progress = Progress()
     if resuming:  # read and checked before a branch's folder is made: a refused branch leaves none
+        source = branch or run_dir
+        progress, fixed_noise, metadata = restore(
+            source, players, data_rng, device, fixed_noise, steps_per_epoch, noise_rng, cluster
+        )
         if branch is not None:
-            previous = checkpoints.checkpoint_config(checkpoints.load_weights(branch)[1], branch)
+            previous = checkpoints.checkpoint_config(metadata, branch)
         else:
             previous = config_module.load(run_dir / "config.json")
-        steps = len(train_set) // examples_per_step(config)
-        progress, fixed_noise = restore(
-            branch or run_dir, players, data_rng, device, noise_rng, cluster, fixed_noise, steps
-        )
         check_schedule_change(previous, config, progress)
         if progress.epoch > config.epochs:
             raise GannetError(
-                f"{branch or run_dir} has finished {progress.epoch} epochs already; "
+                f"{source} has finished {progress.epoch} epochs already; "
                 f"--epochs cannot go below that (give {progress.epoch} or more)."
             )
         follow_schedule(players)
@@ -443,7 +443,7 @@ class Loop:
         self.check_finite()  # before the average, best.safetensors or a checkpoint keep them
         dist.on_main(self.cluster, lambda: self.report_epoch(means, seconds))
         if self.progress.epoch % self.config.checkpoint_every == 0 or self.progress.epoch == self.config.epochs:
-            return self.save_checkpoint()
+            return self.write_checkpoint()
         return None
 
     def check_finite(self) -> None:
@@ -508,6 +508,10 @@ class Loop:
         """Write a checkpoint (rank 0; every rank of a distributed run must call this), never
         of weights that are not finite."""
         self.check_finite()
+        return self.write_checkpoint()
+
+    def write_checkpoint(self) -> Path:
+        """save_checkpoint without the check, for callers that have just made it."""
         p = self.progress
         if self.cluster is not None and p.total is not None:
             # mid-epoch: every rank resumes from rank 0's state, so store the ranks' average
