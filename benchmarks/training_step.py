@@ -4,7 +4,7 @@ The plain loop is written the obvious way: the model as nn.Sequential stacks (ma
 `amax`, `nn.Dropout`), `torch.optim.SGD` with a LambdaLR decay, a DataLoader over a
 TensorDataset (batches collated example by example), the discriminator's and generator's
 updates as in most tutorials, and `.item()` on both losses every step. gannet's loop is
-`gannet.train.play_step` with gannet's players, on data resident as one tensor, statistics
+`gannet.game.step` with gannet's players, on data resident as one tensor, statistics
 kept on the device. Both start from the same weights of the MNIST preset (batch 100, k = 1)
 on real MNIST, run one after the other in one process, and the script prints steps/s of each
 and their ratio.
@@ -30,12 +30,13 @@ from torch import nn
 from torch.profiler import ProfilerActivity
 from torch.utils.data import DataLoader, TensorDataset
 
+from gannet import game
 from gannet.config import TrainConfig
 from gannet.data import load_mnist
-from gannet.graphs import graphs_apply
+from gannet.game import examples_per_step, make_players
+from gannet.graphs import epoch_steps, graphs_apply
 from gannet.noise import sample_noise
 from gannet.optim import learning_rate
-from gannet.train import epoch_iterations, examples_per_step, make_players, play_step
 
 
 class PlainMaxout(nn.Module):
@@ -131,7 +132,7 @@ def plain_loop(players, config: TrainConfig, train: torch.Tensor, steps: int, de
 def gannet_loop(
     players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device, graphs: bool = True
 ) -> float:
-    """gannet's iteration as the training loop plays it (train.epoch_iterations): recorded as a
+    """gannet's iteration as the training loop plays it (graphs.epoch_steps): recorded as a
     CUDA graph where graphs.py applies (a GPU; `graphs=False` launches every kernel from Python)."""
     resident = train.to(device)
     per_step = examples_per_step(config)
@@ -139,7 +140,7 @@ def gannet_loop(
     minibatches = itertools.cycle(range(len(resident) // per_step))
     total = torch.zeros(4, device=device)  # read once, at the end, as at a logging interval
 
-    with epoch_iterations(players, dataclasses.replace(config, cuda_graphs=graphs), resident) as iteration:
+    with epoch_steps(players, dataclasses.replace(config, cuda_graphs=graphs), resident) as iteration:
 
         def step() -> None:
             j = next(minibatches)
@@ -170,7 +171,7 @@ def products_only(players, config: TrainConfig, train: torch.Tensor, steps: int,
     back to back on fresh contiguous operands: a floor that no loop doing these products beats."""
     batch = train[: examples_per_step(config)].to(device)
     with quiet_stderr(), torch.profiler.profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        play_step(players, config, batch)
+        game.step(players, config, batch)
     products = []
     for event in prof.events():
         if event.name in ("aten::mm", "aten::addmm"):

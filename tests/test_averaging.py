@@ -6,8 +6,8 @@ import torch
 from gannet import checkpoints
 from gannet.config import TrainConfig
 from gannet.metrics import read_metrics
+from gannet.parzen import monitor_parzen
 from gannet.sampling import load_generator
-from gannet.train import monitor_parzen
 from tests.conftest import SMALL_MNIST, gannet
 
 
@@ -44,11 +44,11 @@ def test_the_average_kept_in_training_is_the_mean_of_the_checkpoints_and_survive
     assert all(torch.equal(d[name], d3[name]) for name in d3)
     # the training monitor scores the mean generator too, from the first averaged epoch on
     monitored = {r["epoch"]: r for r in read_metrics(run) if "parzen/valid" in r}
-    assert [e for e, r in sorted(monitored.items()) if "parzen/valid_average" in r] == [1, 2]  # 0-based
+    assert [e for e, r in sorted(monitored.items()) if "parzen/valid_average" in r] == [2, 3]  # epochs 2 and 3
     mean_generator, config, _ = load_generator(folder / "average.safetensors")
     again = monitor_parzen(mean_generator, config, mnist, torch.device("cpu"), "parzen/valid_average")
-    assert monitored[2]["parzen/valid_average"] == pytest.approx(again["parzen/valid_average"], rel=1e-9)
-    assert monitored[2]["parzen/valid_average"] != pytest.approx(monitored[2]["parzen/valid"], rel=1e-6)
+    assert monitored[3]["parzen/valid_average"] == pytest.approx(again["parzen/valid_average"], rel=1e-9)
+    assert monitored[3]["parzen/valid_average"] != pytest.approx(monitored[3]["parzen/valid"], rel=1e-6)
     # scoring the run (its newest checkpoint) points at the averaged file too
     small = ["--num-samples", 200, "--num-valid", 50, "--num-test", 50, "--no-ceiling", "-o", tmp_path / "p.json"]
     code, out = gannet("eval", "parzen", run, "--data-dir", data_dir, *small, capsys=capsys)

@@ -306,12 +306,12 @@ def test_resume_drops_metrics_logged_after_the_last_checkpoint(tmp_path):
 
 def test_training_monitors_parzen_and_keeps_the_best_checkpoint(mnist_run):
     monitored = [m for m in read_metrics(mnist_run) if "parzen/valid" in m]
-    assert [m["epoch"] for m in monitored] == [0, 1]  # after each of the 2 epochs
+    assert [m["epoch"] for m in monitored] == [1, 2]  # after each of the 2 epochs, counted as on the console
     assert all(0.1 <= m["parzen/sigma"] <= 1.0 for m in monitored)
     tensors, metadata, _ = load_weights(mnist_run / "checkpoints" / "best.safetensors")
     best = max(monitored, key=lambda m: m["parzen/valid"])
     assert float(metadata["parzen/valid"]) == pytest.approx(best["parzen/valid"])
-    assert metadata["epoch"] == str(best["epoch"] + 1)
+    assert metadata["epoch"] == str(best["epoch"])
     # `best` is not in the rotation: the newest checkpoint of the run is still epoch 2
     assert load_weights(mnist_run)[2].name == "epoch-0002.safetensors"
 

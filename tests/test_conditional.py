@@ -58,7 +58,7 @@ def test_conditional_needs_a_labelled_data_set():
 
 
 def test_training_pairs_each_example_with_its_own_label(mnist):
-    from gannet.train import training_examples
+    from gannet.start import training_examples
 
     config = preset_config("mnist", conditional=True, train_limit=300)
     examples = training_examples(config, mnist)

@@ -211,7 +211,7 @@ def test_sigterm_between_a_nan_and_the_next_record_writes_no_checkpoint(tmp_path
     kept = checkpoints.checkpoint_paths(run_dir)[0]
     before = kept.read_bytes()
     # a SIGTERM at step 150, long before epoch 2's first metrics record (log-every 1000) reads the flags
-    monkeypatch.setattr(train.Loop, "stopping", lambda self, stop: self.progress.step >= 150)
+    monkeypatch.setattr(train.Loop, "stopping", lambda self, stop: self.run.progress.step >= 150)
     monkeypatch.setattr(train.signal, "Signals", lambda signum: signal.SIGTERM)
     code, out = gannet(
         "train", "--resume", run_dir, "--epochs", 2, "--lr-milestones", 1, "--lr-gamma", 1e12,
@@ -222,14 +222,14 @@ def test_sigterm_between_a_nan_and_the_next_record_writes_no_checkpoint(tmp_path
 
 
 def test_a_signal_during_the_last_epochs_end_is_obeyed(tmp_path, monkeypatch, capsys):
-    report = train.Loop.report_epoch
+    report = train.Loop.report
 
-    def report_then_signal(self, means, seconds):
-        report(self, means, seconds)
-        if self.progress.epoch == self.config.epochs:
+    def report_then_signal(self, *args):
+        report(self, *args)
+        if self.run.progress.epoch == self.run.config.epochs:
             os.kill(os.getpid(), signal.SIGTERM)  # arrives while the picture is written
 
-    monkeypatch.setattr(train.Loop, "report_epoch", report_then_signal)
+    monkeypatch.setattr(train.Loop, "report", report_then_signal)
     run_dir = tmp_path / "run"
     code, out = gannet(*TOY, "--epochs", 2, "--run-dir", run_dir, capsys=capsys)
     assert code == 143

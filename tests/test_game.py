@@ -7,8 +7,7 @@ import torch
 
 from gannet.config import TrainConfig
 from gannet.data import Dataset
-from gannet.game import alternating_step, discriminator_step, generator_step, simultaneous_step
-from gannet.train import make_players
+from gannet.game import alternating_step, discriminator_step, generator_step, make_players, simultaneous_step
 
 SMALL = TrainConfig(
     latent_dim=5,

@@ -11,9 +11,9 @@ import torch
 
 from gannet.checkpoints import load_state, load_weights
 from gannet.config import TrainConfig
+from gannet.game import examples_per_step, make_players, step
 from gannet.graphs import GraphedIterations, graphs_apply
 from gannet.metrics import read_metrics
-from gannet.train import examples_per_step, make_players, play_step
 
 from .conftest import SMALL_MNIST, gannet
 
@@ -44,10 +44,10 @@ def play(config, mnist, graphed, steps=8):
     players = make_players(config, mnist, CUDA)
     train_set = mnist.train[:2000].to(CUDA)
     rows = examples_per_step(config)
-    step = lambda batch: play_step(players, config, batch)  # noqa: E731
+    one = lambda batch: step(players, config, batch)  # noqa: E731
     stats = []
-    eager = contextlib.nullcontext(lambda rows: step(train_set[rows]))
-    with GraphedIterations(step, players, train_set, rows) if graphed else eager as iteration:
+    eager = contextlib.nullcontext(lambda rows: one(train_set[rows]))
+    with GraphedIterations(one, players, train_set, rows) if graphed else eager as iteration:
         for i in range(steps):
             stats.append(iteration(torch.arange(i * rows, (i + 1) * rows, device=CUDA)).clone())
     return players, torch.stack(stats)

@@ -3,11 +3,10 @@ import torch
 
 from gannet.config import TrainConfig
 from gannet.data import toy1d
-from gannet.game import simultaneous_step
+from gannet.game import make_players, simultaneous_step
 from gannet.noise import sample_noise
 from gannet.optim import learning_rate, momentum_at, scheduled_lrs
 from gannet.presets import preset_config
-from gannet.train import make_players
 
 
 def test_learning_rate_decays_by_the_factor_each_update_to_its_floor():

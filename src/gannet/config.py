@@ -11,66 +11,37 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gannet.data import DATA_SHAPES
 from gannet.errors import GannetError
+from gannet.game import UPDATE_SCHEMES
+from gannet.losses import GENERATOR_LOSSES
+from gannet.networks import ACTIVATIONS, GENERATOR_OUTPUTS
+from gannet.noise import NOISE_PRIORS
+from gannet.optim import OPTIMIZERS
 
-NOISE_PRIORS = ("uniform-sqrt3", "uniform", "gaussian")
-GENERATOR_LOSSES = ("non-saturating", "minimax", "maximum-likelihood")
-UPDATE_SCHEMES = ("simultaneous", "alternating")
-OPTIMIZERS = ("sgd", "adam")
-DATASETS = ("mnist", "cifar10", "tfd", "toy1d", "ring8", "grid25")  # or folder:PATH
-ACTIVATIONS = ("relu", "sigmoid")
-
-# The range of every integer field, checked by validate() before anything is allocated. Counts
-# stop at 2**31 - 1 (what every tensor index and file format takes); the seed at NumPy's limit
-# (torch and random take more); sizes that ask for memory are bounded by resources.py instead.
-COUNT_MAX = 2**31 - 1
-SEED_MAX = 2**32 - 1  # np.random.seed takes [0, 2**32 - 1]
-GRID_SIZE_MAX = 100  # 10,000 samples in a picture of 2,800 x 2,800 MNIST pixels
-PARZEN_SAMPLES_MAX = 1_000_000  # 100 times the paper's; the monitor's cost grows with it, every epoch
-RANGES: dict[str, tuple[int, int]] = {
-    "image_size": (4, COUNT_MAX),
-    "train_limit": (1, COUNT_MAX),
-    "epochs": (1, COUNT_MAX),
-    "batch_size": (1, COUNT_MAX),
-    "k": (1, COUNT_MAX),
-    "latent_dim": (1, COUNT_MAX),
-    "generator_hidden": (1, COUNT_MAX),
-    "generator_deconv_shape": (1, COUNT_MAX),
-    "generator_deconv_kernel": (1, COUNT_MAX),
-    "generator_deconv_stride": (1, COUNT_MAX),
-    "discriminator_hidden": (1, COUNT_MAX),
-    "maxout_pieces": (1, COUNT_MAX),
-    "discriminator_conv_channels": (1, COUNT_MAX),
-    "discriminator_conv_kernels": (1, COUNT_MAX),
-    "discriminator_conv_pads": (0, COUNT_MAX),
-    "discriminator_conv_pools": (1, COUNT_MAX),
-    "discriminator_conv_pool_strides": (1, COUNT_MAX),
-    "discriminator_conv_pieces": (1, COUNT_MAX),
-    "lr_milestones": (1, COUNT_MAX),
-    "momentum_start_epoch": (0, COUNT_MAX),
-    "momentum_saturate_epoch": (0, COUNT_MAX),
-    "average_from": (0, COUNT_MAX),
-    "seed": (0, SEED_MAX),
-    "log_every": (1, COUNT_MAX),
-    "checkpoint_every": (1, COUNT_MAX),
-    "keep_checkpoints": (1, COUNT_MAX),
-    "keep_every": (0, COUNT_MAX),
-    "grid_size": (1, GRID_SIZE_MAX),
-    "parzen_every": (0, COUNT_MAX),
-    "parzen_samples": (1, PARZEN_SAMPLES_MAX),
-}
-INIT_MAX = 100.0  # weights uniform on (-r, r): past r ~ 1 every unit saturates; past 100 nothing is learnt
-FLOAT32_MAX = 3.4e38  # the weights' type: a norm cap past it cannot be compared with them
-LARGEST_RATE = 3.4e38  # float32's largest number: a learning rate the parameters can be multiplied by
-PRESET_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"  # it names the run's folder (runs/<preset>-<time>)
+# The fields a resumed run may change: where it runs and for how long, not what it is; the
+# learning-rate cuts of epochs not yet begun and the averaging of epochs not yet finished
+# (state.check_resume says when).
+RESUMABLE = frozenset(
+    {
+        "epochs",
+        "device",
+        "data_dir",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "keep_every",
+        "lr_milestones",
+        "lr_gamma",
+        "average_from",
+    }
+)
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -85,9 +56,7 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> A
 class TrainConfig:
     # --- what is trained, on what --------------------------------------------------------
     preset: str = option("mnist", "Name of the preset these values started from.")
-    dataset: str = option(
-        "mnist", "Data set: mnist, cifar10, tfd, toy1d, ring8, grid25, or folder:PATH (any PNG/JPEG images)."
-    )
+    dataset: str = option("mnist", f"Data set: {', '.join(DATA_SHAPES)}, or folder:PATH (any PNG/JPEG images).")
     image_size: int = option(28, "folder:PATH data: images are centre-cropped and resized to N x N.")
     channels: int = option(1, "folder:PATH data: 1 (grey) or 3 (RGB).")
     data_dir: str | None = option(None, "Folder holding data sets (else $GANNET_DATA, else the per-user cache).")
@@ -109,7 +78,7 @@ class TrainConfig:
         "non-saturating",
         "Generator cost: -log D(G(z)) (non-saturating), log(1 - D(G(z))) (minimax) or "
         "-exp(logit D(G(z))) (maximum-likelihood).",
-        GENERATOR_LOSSES,
+        tuple(GENERATOR_LOSSES),
     )
     noise: str = option(
         "uniform-sqrt3",
@@ -126,10 +95,10 @@ class TrainConfig:
     # --- the networks ----------------------------------------------------------------------
     generator_hidden: list[int] = option([1200, 1200], "Widths of G's hidden layers, e.g. 1200,1200.")
     generator_activations: list[str] = option(
-        ["relu"], "Activation of each G hidden layer (relu or sigmoid), or one for all of them."
+        ["relu"], f"Activation of each G hidden layer ({' or '.join(ACTIVATIONS)}), or one for all of them."
     )
     generator_output: str = option(
-        "sigmoid", "G's output unit: sigmoid (pixels in [0, 1]) or linear.", ("sigmoid", "linear")
+        "sigmoid", "G's output unit: sigmoid (pixels in [0, 1]) or linear.", GENERATOR_OUTPUTS
     )
     generator_init: float = option(0.05, "G's weights start uniform on (-r, r).")
     generator_output_init: float | None = option(None, "G's output layer starts uniform on (-r, r) (default: as G).")
@@ -205,123 +174,10 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise GannetError on values no run could use, or a run this machine's memory cannot
         hold (resources.py); return self. Cheap: comparisons and arithmetic, nothing allocated."""
-        from gannet.data import NUM_CLASSES  # here: gannet.data is heavier than this module
+        from gannet.validation import check  # it reads FIELDS, defined below
 
-        for name in FIELDS:  # a Python caller may set any value; a config file's were coerced
-            coerce(name, getattr(self, name))
-        checks = self._range_checks() + self._float_checks() + self._string_checks()
-        checks.append((self.channels in (1, 3), f"--channels must be 1 or 3, not {self.channels}"))
-        for name in ("update", "generator_loss", "noise", "optimizer", "generator_output"):
-            choices = FIELDS[name].metadata["choices"]
-            checks.append((getattr(self, name) in choices, f"--{flag(name)} must be one of {', '.join(choices)}"))
-        checks += self._architecture_checks()
-        checks.append(
-            (
-                not self.conditional or self.dataset in NUM_CLASSES,
-                f"--conditional needs a labelled data set ({', '.join(NUM_CLASSES)}), not {self.dataset}",
-            )
-        )
-        for ok, message in checks:
-            if not ok:
-                raise GannetError(f"{message}.")
-        from gannet.resources import check_fits
-
-        check_fits(self)
+        check(self)
         return self
-
-    def _range_checks(self) -> list[tuple[bool, str]]:
-        """Every integer field within its range (RANGES), each list's items too."""
-        checks = []
-        for name, (low, high) in RANGES.items():
-            value = getattr(self, name)
-            values = value if isinstance(value, list) else [] if value is None else [value]
-            ok = all(low <= v <= high for v in values)
-            low_or_high = f"at least {low:,}" if any(v < low for v in values) else f"at most {high:,}"
-            checks.append((ok, f"--{flag(name)} must be {low_or_high}"))
-        checks += [
-            (
-                self.lr_milestones == sorted(set(self.lr_milestones)),
-                "--lr-milestones must be increasing epoch numbers of at least 1",
-            ),
-            (
-                self.momentum_saturate_epoch >= self.momentum_start_epoch,
-                "--momentum-saturate-epoch must not come before --momentum-start-epoch",
-            ),
-            (len(self.discriminator_hidden) >= 1, "D needs at least one hidden layer"),
-        ]
-        return checks
-
-    def _float_checks(self) -> list[tuple[bool, str]]:
-        """Every float field a finite number in its range (comparisons with NaN are False)."""
-        inits = [self.generator_init, self.discriminator_init]
-        inits += [] if self.generator_output_init is None else [self.generator_output_init]
-        return [
-            (self.lr > 0, "--lr must be a positive number"),
-            (self.lr <= LARGEST_RATE, f"--lr must be at most {LARGEST_RATE:g}"),
-            (1 <= self.lr_decay < math.inf, "--lr-decay must be a number of at least 1 (it divides the rate)"),
-            (0 <= self.lr_min <= LARGEST_RATE, f"--lr-min must be a number from 0 to {LARGEST_RATE:g}"),
-            (0 < self.lr_gamma < math.inf, "--lr-gamma must be a positive number"),
-            (
-                _largest_rate(self.lr, self.lr_gamma, len(self.lr_milestones)) <= LARGEST_RATE,
-                f"--lr-gamma at each of --lr-milestones raises the learning rate past {LARGEST_RATE:g}",
-            ),
-            (0 <= self.momentum < 1 and 0 <= self.momentum_final < 1, "momentum must be in [0, 1)"),
-            (
-                0 < self.input_keep <= 1 and 0 < self.hidden_keep <= 1,
-                "--input-keep and --hidden-keep must be in (0, 1]",
-            ),
-            (
-                all(0 < r <= INIT_MAX for r in inits),
-                f"init ranges (--generator-init, --discriminator-init, --generator-output-init) must be in "
-                f"(0, {INIT_MAX}]",
-            ),
-            (
-                self.max_col_norm is None or 0 < self.max_col_norm <= FLOAT32_MAX,
-                f"--max-col-norm must be a positive number of at most {FLOAT32_MAX:g}",
-            ),
-            (
-                len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
-                "--adam-betas takes two numbers in [0, 1)",
-            ),
-        ]
-
-    def _string_checks(self) -> list[tuple[bool, str]]:
-        strings = [self.preset, self.dataset, self.device, self.data_dir or ""]
-        return [
-            (all("\x00" not in s for s in strings), "config text must not contain NUL characters"),
-            (
-                re.fullmatch(PRESET_NAME, self.preset) is not None,
-                f"'preset' names a run's folder: letters, digits, '.', '-' or '_', not {self.preset!r}",
-            ),
-            (
-                self.dataset in DATASETS or (self.dataset.startswith("folder:") and len(self.dataset) > 7),
-                f"--data must be one of {', '.join(DATASETS)} or folder:PATH, not {self.dataset!r}",
-            ),
-        ]
-
-    def _architecture_checks(self) -> list[tuple[bool, str]]:
-        kinds = ("channels", "kernels", "pads", "pools", "pool_strides")
-        convs = [getattr(self, f"discriminator_conv_{k}") for k in kinds]
-        deconv = self.generator_deconv_shape
-        return [
-            (
-                all(a in ACTIVATIONS for a in self.generator_activations)
-                and len(self.generator_activations) in (1, len(self.generator_hidden)),
-                "--generator-activations takes relu or sigmoid, one for all hidden layers or one per layer",
-            ),
-            (
-                len({len(c) for c in convs}) == 1,
-                "the --discriminator-conv-* lists (channels, kernels, pads, pools, pool-strides) must be equally long",
-            ),
-            (
-                not deconv or len(deconv) == 3,
-                "--generator-deconv-shape takes three numbers C,H,W",
-            ),
-            (
-                not deconv or (self.generator_hidden and math.prod(deconv) == self.generator_hidden[-1]),
-                "--generator-deconv-shape C,H,W must hold exactly the last hidden layer's units (C*H*W)",
-            ),
-        ]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -337,16 +193,6 @@ def _shown(value: Any) -> str:
 
 def _clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else f"{text[: width - 3]}..."
-
-
-def _largest_rate(lr: float, gamma: float, milestones: int) -> float:
-    """The larger of the largest learning rate the schedule reaches and its largest factor
-    (lr_gamma > 1 raises the rate at each milestone); inf when out of range. Computed in logs:
-    gamma ** milestones may overflow a float."""
-    if not (0 < lr < math.inf and 0 < gamma < math.inf):
-        return math.inf
-    growth = milestones * max(math.log(gamma), 0.0)
-    return math.exp(min(max(math.log(lr) + growth, growth), 709.0))
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -24,12 +24,15 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
-from gannet.config import TrainConfig
 from gannet.errors import GannetError
+
+if TYPE_CHECKING:
+    from gannet.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,10 @@ from gannet.config import TrainConfig
 from gannet.data import TOY1D_MEAN, TOY1D_STD, Dataset, toy1d
 from gannet.errors import GannetError
 from gannet.figures import pyplot, save_figure
-from gannet.game import Players, alternating_step, discriminator_step, generator_step
+from gannet.game import Players, alternating_step, discriminator_step, generator_step, make_players
 from gannet.noise import sample_noise
 from gannet.outputs import write_file
 from gannet.presets import preset_config
-from gannet.train import make_players
 
 PANELS = {
     "a": "(a) near convergence",

@@ -10,14 +10,24 @@ without waiting for the device; NaN marks a value the step did not compute.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
+from gannet import distributed as dist
 from gannet.losses import discriminator_loss, generator_loss
-from gannet.networks import Discriminator, Generator, clip_column_norms, with_labels
+from gannet.networks import Discriminator, Generator, build_networks, clip_column_norms, with_labels
+from gannet.noise import sample_codes
+from gannet.optim import learning_rate, make_optimizer
+
+if TYPE_CHECKING:
+    from gannet.config import TrainConfig
+    from gannet.data import Dataset
 
 STAT_NAMES = ("loss/d", "loss/g", "d/real", "d/fake")
+UPDATE_SCHEMES = ("simultaneous", "alternating")  # the 2014 code's, Algorithm 1's
 
 
 @dataclass
@@ -129,3 +139,56 @@ def simultaneous_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> tor
     players.update_d()
     players.update_g()
     return _stats(loss_d, loss_g, logits_real, logits_fake)
+
+
+def step(
+    players: Players,
+    config: TrainConfig,
+    batch: torch.Tensor,
+    noise_rng: torch.Generator | None = None,
+    cluster: dist.Cluster | None = None,
+) -> torch.Tensor:
+    """One iteration of the configured update scheme on `batch` (batch_size × k examples, or
+    this rank's share of them), on fresh noise: the training loop's step."""
+
+    def codes() -> torch.Tensor:  # z for the global batch; this rank's slice of it
+        return dist.my_slice(sample_codes(config, config.batch_size, batch.device, noise_rng), cluster)
+
+    if config.update == "simultaneous":
+        return simultaneous_step(players, batch, codes())
+    zs = [codes() for _ in range(config.k + 1)]
+    return alternating_step(players, list(batch.split(len(batch) // config.k)), zs)
+
+
+def d_updates_per_step(config: TrainConfig) -> int:
+    """D's updates in one iteration: k for Algorithm 1 (each on its own minibatch), one otherwise."""
+    return config.k if config.update == "alternating" else 1
+
+
+def examples_per_step(config: TrainConfig) -> int:
+    """Training examples one iteration consumes: a minibatch per D update."""
+    return config.batch_size * d_updates_per_step(config)
+
+
+def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Players:
+    """Both networks, initialised as the config says, with their optimisers and lr schedules."""
+    generator, discriminator = build_networks(config, data.shape, data.train)
+    generator.to(device).train()
+    discriminator.to(device).train()
+    optimizer_g = make_optimizer(generator.parameters(), config)
+    optimizer_d = make_optimizer(discriminator.parameters(), config)
+    steps = max(len(data.train[: config.train_limit]) // examples_per_step(config), 1)  # per epoch
+
+    def schedule(updates_per_epoch: int) -> Callable[[int], float]:
+        return lambda updates: learning_rate(config, updates, updates_per_epoch) / config.lr
+
+    return Players(
+        generator,
+        discriminator,
+        optimizer_g,
+        optimizer_d,
+        torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule(steps)),
+        torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule(steps * d_updates_per_step(config))),
+        config.generator_loss,
+        config.max_col_norm,
+    )

@@ -18,13 +18,37 @@ creates the momentum buffers and the libraries' workspaces.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
-from gannet.config import TrainConfig
-from gannet.game import Players
+from gannet import distributed as dist
+from gannet.game import Players, d_updates_per_step, examples_per_step, step
 from gannet.optim import scheduled_lrs
+
+if TYPE_CHECKING:
+    from gannet.config import TrainConfig
+
+
+def epoch_steps(
+    players: Players,
+    config: TrainConfig,
+    train_set: torch.Tensor,
+    noise_rng: torch.Generator | None = None,
+    cluster: dist.Cluster | None = None,
+) -> contextlib.AbstractContextManager[Callable[[torch.Tensor], torch.Tensor]]:
+    """An epoch's `step(rows) -> statistics`: game.step on the training examples at `rows` (this
+    rank's share of them), recorded as a CUDA graph where graphs apply; one per epoch."""
+
+    def eager(rows: torch.Tensor) -> torch.Tensor:
+        batch = train_set[dist.my_slice(rows, cluster, d_updates_per_step(config))]
+        return step(players, config, batch, noise_rng, cluster)
+
+    if not graphs_apply(config, train_set.device, cluster is not None):
+        return contextlib.nullcontext(eager)
+    return GraphedIterations(lambda batch: step(players, config, batch), players, train_set, examples_per_step(config))
 
 
 def graphs_apply(config: TrainConfig, device: torch.device, distributed: bool) -> bool:

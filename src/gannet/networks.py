@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gannet.config import TrainConfig
 from gannet.errors import GannetError
 from gannet.noise import num_classes
+
+if TYPE_CHECKING:
+    from gannet.config import TrainConfig
 
 
 class Maxout(nn.Module):
@@ -32,7 +35,8 @@ class Maxout(nn.Module):
         return z.view(*z.shape[:-1], self.units, self.pieces).amax(dim=-1)  # (B, units)
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}  # of G's hidden layers
+GENERATOR_OUTPUTS = ("sigmoid", "linear")  # G's output unit
 
 
 class Generator(nn.Module):

@@ -7,6 +7,8 @@ import math
 import torch
 
 SQRT3 = math.sqrt(3.0)
+# p_z: uniform on (−√3, √3) (the 2014 code's), uniform on (−1, 1), a standard Gaussian
+NOISE_PRIORS = ("uniform-sqrt3", "uniform", "gaussian")
 
 
 def sample_noise(

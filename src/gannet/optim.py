@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
-from gannet.config import TrainConfig
+if TYPE_CHECKING:
+    from gannet.config import TrainConfig
+
+OPTIMIZERS = ("sgd", "adam")  # SGD with momentum (the paper's), or Adam
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:

@@ -329,3 +329,24 @@ def format_by_class(result: ParzenResult, real: ParzenResult | None = None) -> s
             line += f"   real {real_ll:8.2f}   gap {real_ll - ll:7.2f}"
         lines.append(line)
     return "\n".join(lines)
+
+
+MONITOR_VALID = 1_000  # the *last* 1,000 validation images: the final protocol picks σ on the first
+
+
+@torch.no_grad()
+def monitor_parzen(
+    generator: torch.nn.Module, config, data, device: torch.device, name: str = "parzen/valid"
+) -> dict[str, float]:
+    """The 2014 code's training monitor: Parzen LL of validation images under samples from
+    fixed noise, at the best σ of the paper's grid. Cheap (one matrix product), noisy, and
+    only for comparing epochs of one run: `gannet eval parzen` gives the paper's figure."""
+    from gannet.noise import sample_codes
+
+    G = generator.eval()
+    z = sample_codes(config, config.parzen_samples, generator=torch.Generator().manual_seed(config.seed))
+    samples = torch.cat([G(chunk.to(device)) for chunk in z.split(10_000)])
+    G.train()
+    lls = parzen_log_likelihoods(data.valid[-MONITOR_VALID:].to(device), samples, PAPER_SIGMAS).mean(dim=1)
+    best = int(lls.argmax())
+    return {name: lls[best].item(), name.replace("valid", "sigma"): PAPER_SIGMAS[best]}

@@ -1,6 +1,7 @@
-"""How much memory a training config will ask for, estimated from the config alone (arithmetic,
-nothing allocated), and how much the machine has: TrainConfig.validate refuses a run that
-cannot fit with one sentence naming the flag that asks for most of it.
+"""The machine's resources: the device a run trains on, and how much memory a training config
+will ask for, estimated from the config alone (arithmetic, nothing allocated), against how much
+the machine has: TrainConfig.validate refuses a run that cannot fit with one sentence naming
+the flag that asks for most of it.
 
 The estimate is of host memory. On a GPU the players live in device memory, but their
 checkpoints, the data set and the pictures pass through the host as well.
@@ -15,6 +16,8 @@ from gannet.errors import GannetError
 from gannet.outputs import available_memory  # one reading of the machine's memory for all checks
 
 if TYPE_CHECKING:
+    import torch
+
     from gannet.config import TrainConfig
 
 BYTES = 4  # float32
@@ -22,7 +25,7 @@ BYTES = 4  # float32
 # serialised bytes, plus the optimizer's state (SGD: the momentum; Adam: two moments).
 PARAMETER_COPIES = {"sgd": 4, "adam": 5}
 ACTIVATION_COPIES = 3  # each layer's output, its gradient and its dropout mask
-GENERATOR_CHUNK = 10_000  # the Parzen monitor runs G on this many codes at a time (train.py)
+GENERATOR_CHUNK = 10_000  # the Parzen monitor runs G on this many codes at a time (parzen.py)
 PARZEN_BUDGET = 256 << 20  # the Parzen estimate's distance blocks (parzen._chunk_size)
 CHECK_ABOVE = 1 << 30  # below 1 GiB the machine is not asked: validate() stays arithmetic
 
@@ -172,3 +175,18 @@ def check_folder_fits(folder: str, images: int, size: int, channels: int) -> Non
             f"{channels}x{size}x{size} pixels under {folder} need about {gib(needed)} and {gib(available)} "
             "is available; lower --image-size."
         )
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device a --device value names ("auto": a CUDA GPU if there is one, else the CPU)."""
+    import torch  # here: validate() reads this module and stays cheap
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GannetError(f"--device {name!r} is not a device name (try cpu, cuda or cuda:0).") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GannetError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here.")
+    return device

@@ -18,22 +18,7 @@ from gannet.config import FIELDS, TrainConfig, flag
 from gannet.errors import GannetError
 from gannet.interrupts import Terminated, deaf, sigterm_unwinds
 
-# Flags that may change when a run is resumed: where it runs and for how long, not what it is;
-# the learning-rate cuts of epochs not yet begun, and the averaging of epochs not yet finished
-# (runs.check_schedule_change).
 ALLOW_UNVERIFIED = "--allow-unverified"
-RESUMABLE = {
-    "epochs",
-    "device",
-    "data_dir",
-    "log_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "keep_every",
-    "lr_milestones",
-    "lr_gamma",
-    "average_from",
-}
 
 
 def build_parser() -> Parser:
@@ -165,13 +150,10 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
     if overrides.get("data_dir"):  # as meant where it was typed: later commands may run elsewhere
         overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
     if args.resume is not None:
-        if args.preset_name or args.config:
-            raise GannetError("--resume continues a run with its own config; drop the preset and --config.")
-        fixed = sorted(set(overrides) - RESUMABLE)
-        if fixed:
-            names = ", ".join(f"--{flag(n)}" for n in fixed)
-            raise GannetError(f"A resumed run keeps its hyper-parameters; {names} cannot change on --resume.")
+        if args.config:
+            raise GannetError("--resume continues a run with its own config; drop --config.")
         from gannet import checkpoints, runs
+        from gannet.state import check_resume
 
         if not args.resume.exists():
             raise GannetError(f"Cannot resume: {args.resume} is not a gannet run directory or checkpoint.")
@@ -181,9 +163,18 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         branch = runs.start_point(run_dir, args.resume)  # None: going on in run_dir itself
         if branch is not None:
             _, metadata, _ = checkpoints.load_weights(branch)
-            return config_module.from_dict(overrides, checkpoints.checkpoint_config(metadata, branch)), run_dir
-        runs.check_run_dir(run_dir, resume=True, force=False)  # a run directory, with its config.json
-        return config_module.from_dict(overrides, config_module.load(run_dir / "config.json")), run_dir
+            previous = checkpoints.checkpoint_config(metadata, branch)
+        else:
+            runs.check_run_dir(run_dir, resume=True, force=False)  # a run directory, with its config.json
+            previous = config_module.load(run_dir / "config.json")
+        if args.preset_name and args.preset_name != previous.preset:
+            raise GannetError(
+                f"{args.resume} is a run of preset '{previous.preset}', not '{args.preset_name}'; "
+                f"drop the preset name (a resumed run keeps its own config)."
+            )
+        config = config_module.from_dict(overrides, previous)
+        check_resume(previous, config)  # the fields a resume may not change: refused before any work
+        return config, run_dir
     if args.config is not None:
         if args.preset_name:
             raise GannetError("Give either a preset or --config, not both.")
@@ -196,15 +187,14 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 def cmd_train(args: argparse.Namespace) -> int:
     from gannet.averaging import running_average_path
     from gannet.interrupts import TrainingInterrupted
-    from gannet.runs import default_run_dir
-    from gannet.train import next_step, train
+    from gannet.runs import default_run_dir, next_step
+    from gannet.train import train
 
     config, run_dir = resolve_config(args)
     if args.resume is not None and args.force:
         raise GannetError("--resume and --force contradict each other; give one.")
     run_dir = run_dir or default_run_dir(config)
     say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)  # torchrun: rank 0 speaks
-    say(f"gannet: training '{config.preset}' in {run_dir}", file=sys.stderr)
     try:
         train(config, run_dir, resume=args.resume or False, force=args.force, progress_bar=args.progress)
     except TrainingInterrupted as stopped:  # Ctrl-C or SIGTERM: a checkpoint was written
@@ -223,8 +213,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from gannet.data import data_shape
     from gannet.outputs import IMAGE_SUFFIXES, check_count, check_seed, check_writable
+    from gannet.resources import resolve_device
     from gannet.sampling import check_picture, check_sample_count, load_generator, sample, write_samples
-    from gannet.train import resolve_device
 
     check_count("-n", args.num_samples)
     check_seed(args.seed)

@@ -183,8 +183,8 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     from gannet.averaging import running_average_path
     from gannet.checkpoints import run_dir_of
     from gannet.outputs import check_count, check_fits, check_seed, check_writable, write_json, write_text
+    from gannet.resources import resolve_device
     from gannet.sampling import check_sample_count, load_generator, load_samples_file, sample
-    from gannet.train import resolve_device
 
     if (args.source is None) == (args.samples is None):
         raise GannetError("Give a run directory or checkpoint, or --samples FILE (one of the two).")
