@@ -1,10 +1,9 @@
 """The generator averaged over a run's checkpoints (Polyak–Ruppert averaging of its weights).
 
-Not in the paper: its 2014 code sampled from the last generator. Late in the preset's schedule
-the learning rate is still ~0.03, and the generator's weights wander around a good point from
-epoch to epoch; their mean sits nearer it. On the faithful MNIST run the mean of the generators
-of epochs 280, 290, ..., 550 scores 228.98 ± 2.28 nats under Table 1's Parzen protocol, where
-the generator of epoch 550 alone scores 198.57 (README, "Table 1").
+Not in the paper: its 2014 code sampled from the last generator. The preset's learning rate
+decays so slowly that late in a run it is still large, and the generator's weights wander around
+a good point from epoch to epoch; their mean sits nearer it. What that does to Table 1's Parzen
+score and to FID: docs/reproducing-table1.md.
 
 The averaged file is a weights-only checkpoint, as best.safetensors: the mean generator, and the
 discriminator of the last of those checkpoints (an averaged D has no use); `gannet sample`, `eval`

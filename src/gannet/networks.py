@@ -30,8 +30,8 @@ class Maxout(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(x)  # (B, units * pieces)
-        # amax splits the gradient between tied pieces; `max(dim).values` (one scatter, 0.6 against
-        # 1.1 ms for D's layer on a 2-core CPU) gives it to one and changed the toy game of Figure 1
+        # amax splits the gradient between tied pieces; `max(dim).values` (one scatter, cheaper on a
+        # CPU) gives it to one, which changes the toy game of Figure 1 (benchmarks/README.md)
         return z.view(*z.shape[:-1], self.units, self.pieces).amax(dim=-1)  # (B, units)
 
 
@@ -174,9 +174,9 @@ class Discriminator(nn.Module):
 def dropout(x: torch.Tensor, keep: float, training: bool) -> torch.Tensor:
     """Inverted dropout: each element kept with probability `keep` and scaled by 1/keep.
 
-    On a CPU the mask is drawn as uniform < keep, which is 2.5× cheaper there than
-    `F.dropout`'s Bernoulli draws (0.83 against 1.39 ms for a 100×784 input, forward and
-    backward); on a GPU `F.dropout` is one fused kernel and is used as it is.
+    On a CPU the mask is drawn as uniform < keep, which is cheaper there than `F.dropout`'s
+    Bernoulli draws (benchmarks/README.md); on a GPU `F.dropout` is one fused kernel and is used
+    as it is.
     """
     if not training or keep == 1:
         return x
