@@ -1,4 +1,4 @@
-"""A campaign of hostile cases against gannet's command line (README: "When things go wrong").
+"""A campaign of hostile cases against gannet's command line (docs/usage.md: "When things go wrong").
 
 Every case builds what it needs in a fresh temporary folder (copies of two small runs trained
 once, crafted checkpoints with recomputed digests, malformed files, tmpfs mounts), runs gannet

@@ -147,7 +147,7 @@ class TrainConfig:
         0,
         "From this epoch on, keep the mean of the generator's weights after every epoch in "
         "checkpoints/average.safetensors (0: off). Polyak averaging, not in the paper; it does not change "
-        "training, and on MNIST lifts the Parzen score past Table 1's (README).",
+        "training (docs/reproducing-table1.md).",
     )
     # --- bookkeeping -----------------------------------------------------------------------
     seed: int = option(0, "Random seed: the same seed on the same CPU gives the same numbers.")

@@ -1,7 +1,7 @@
 """One training iteration recorded as a CUDA graph and replayed (the training loop on a GPU).
 
 An iteration of the MNIST model launches ~150 small kernels; launched one at a time from
-Python they keep an H100 waiting (4.5 ms an iteration, the GPU busy for a fraction of it).
+Python they keep a fast GPU waiting: it is busy for a fraction of each iteration.
 Recorded once as a CUDA graph, the iteration is a single launch. What a recording fixes, and
 how each is kept right:
 - addresses: each minibatch is gathered into one fixed buffer before the replay, and the

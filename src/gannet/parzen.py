@@ -15,7 +15,7 @@ squared distance) beyond x's nearest one adds less than e⁻⁸⁰ of the neares
 6 of 10,000 samples are that close. So distances are first bounded from below, for all pairs, in
 the samples' top principal directions (a product 1/12 the size), and computed exactly only for
 the pairs whose bound comes within that margin of the nearest sample (~60 of 10,000): the same
-sums, less terms below e⁻⁸⁰ each (benchmarks/parzen.py: the MNIST protocol 3.3 → 1.5 s).
+sums, less terms below e⁻⁸⁰ each (benchmarks/parzen.py measures both paths).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _chunk_size(num_samples: int, budget_bytes: int = 256 << 20) -> int:
 
 
 # Terms below e^-80 of a row's largest are left out (or clamped to e^-80 in the dense path): below
-# it exp() leaves the normal floats and runs ~15× slower (denormals), and 10⁴ such terms move a sum
+# it exp() leaves the normal floats for the far slower denormals, and 10⁴ such terms move a sum
 # ≥ 1 by < 1e-30.
 MIN_EXPONENT = -80.0
 BOUND_DIMS = 64  # principal directions of the samples in which distances are bounded from below
