@@ -231,7 +231,9 @@ def make(
     if name == "costs":
         return [costs_figure(output)]
     if name == "curves":
-        if run is None or not (Path(run) / "metrics.jsonl").is_file():
+        if run is None:
+            raise GannetError("curves draws a run's metrics.jsonl; give its run directory.")
+        if not (Path(run) / "metrics.jsonl").is_file():
             raise GannetError(f"{run} holds no metrics.jsonl: is it a gannet run directory?")
         return [curves_figure(Path(run), output)]
     if name == "fig1":
