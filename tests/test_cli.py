@@ -1,6 +1,8 @@
 """The `gannet` command as a user runs it, on real MNIST slices and the 1-D toy."""
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gannet import checkpoints
+from gannet import checkpoints, presets
 from gannet import config as config_module
 from gannet.checkpoints import load_weights
 from gannet.cli import main
@@ -329,3 +331,37 @@ def test_a_relative_data_dir_is_kept_as_the_folder_it_named(tmp_path, monkeypatc
     (tmp_path / "data").mkdir()
     assert main(["train", "toy1d", "--epochs", "1", "--data-dir", "data", "--run-dir", "run", "--no-progress"]) == 0
     assert config_module.load(tmp_path / "run" / "config.json").data_dir == str(tmp_path.resolve() / "data")
+
+
+def test_train_help_shows_every_config_field_in_exactly_one_group(capsys):
+    from gannet.cli.parsing import CONFIG_GROUPS, NOT_FLAGS
+
+    grouped = [name for names in CONFIG_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(set(config_module.FIELDS) - set(NOT_FLAGS))  # each once, none left out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert [title.split()[0] for title in CONFIG_GROUPS] == ["data", "model", "optimiser", "run"]
+    for title, names in CONFIG_GROUPS.items():
+        section = text.split(f"\n{title}:\n")[1].split("\n\n")[0]  # argparse: a blank line ends a group
+        shown = re.findall(r"^  --([a-z0-9-]+)", section, flags=re.MULTILINE)  # each option's first spelling
+        assert shown == [config_module.flag(n) for n in names]
+
+
+@pytest.mark.parametrize("name", presets.PRESETS)
+def test_presets_print_flags_that_parse_back_to_the_preset(name, capsys):
+    from gannet.cli import build_parser
+
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(name)
+    block = []
+    for line in lines[start + 2 :]:  # after the name and the description: its flags, one a line
+        if not line.startswith("    "):
+            break
+        block.append(line.strip())
+    assert all(line.startswith("--") for line in block) and " False" not in " ".join(block)
+    args = build_parser().parse_args(["train", *shlex.split(" ".join(block))])
+    overrides = {field: getattr(args, field) for field in config_module.FIELDS if hasattr(args, field)}
+    parsed = config_module.from_dict({**overrides, "preset": name}, presets.preset_config("mnist"))
+    assert parsed == presets.preset_config(name)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gannet.data import folder_dataset, toy2d, toy2d_modes
+from gannet.data import check_dataset, folder_dataset, toy2d, toy2d_modes
 from gannet.errors import GannetError
 from gannet.sampling import load_generator
 
@@ -112,6 +112,17 @@ def test_folder_errors_are_one_sentence(tmp_path, capsys):
         folder_dataset(tmp_path / "bad", 28, 1)
     code, out = gannet("train", "mnist", "--data", "cifar100", "--run-dir", tmp_path / "r2", capsys=capsys)
     assert code == 2 and "--data must be one of mnist, cifar10, tfd, toy1d, ring8, grid25 or folder:PATH" in out.err
+
+
+def test_check_dataset_is_one_line_or_one_sentence(data_dir, tmp_path):
+    assert check_dataset("mnist", data_dir) == (
+        f"mnist: present and verified in {data_dir / 'mnist'} (train 50,000, valid 10,000, test 10,000)."
+    )
+    assert check_dataset("grid25") == "grid25: generated from a fixed seed; no files needed."
+    with pytest.raises(GannetError, match=r"CIFAR-10 is not present \(looked in .*gannet data download cifar10"):
+        check_dataset("cifar10", tmp_path)
+    with pytest.raises(GannetError, match="Unknown data set 'svhn'"):
+        check_dataset("svhn")
 
 
 def test_data_check_says_what_is_there_and_where(image_folder, data_dir, capsys):

@@ -1,12 +1,15 @@
+import ast
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from gannet.figure1 import Schedule, figure1
-from gannet.figures import generator_cost_curves, interpolation_rows, nearest_neighbours
+from gannet import figure1 as figure1_module
+from gannet.figure1 import Schedule, figure1, play, toy_players
+from gannet.figures import generator_cost_curves, interpolation_rows, make, nearest_neighbours
 from gannet.sampling import load_generator
 
 from .conftest import gannet
@@ -99,3 +102,29 @@ def test_figure1_from_a_toy1d_run_directory(tmp_path):
 
         z = sample_noise(config.noise, 4000, 1, generator=torch.Generator().manual_seed(0)).sort(dim=0).values
         assert np.allclose(shots["a"].x, generator(z).numpy()[:, 0], atol=1e-6)
+
+
+def test_make_takes_plain_arguments(mnist_run, tmp_path):
+    [path] = make("fig3", tmp_path / "f3.png", mnist_run, rows=2, steps=3, seed=1)
+    assert Image.open(path).size == (3 * (3 * 30 + 2), 3 * (2 * 30 + 2))  # 2 rows of 3, scale 3
+
+
+def test_figure1_shows_its_progress_when_asked(capsys):
+    from gannet.data import toy1d
+
+    tiny = Schedule(warmup=5, d_steps=5, g_steps=2, settle=5)
+    players, config = toy_players(None, seed=0)
+    play(players, config, toy1d(), tiny, progress=True)
+    err = capsys.readouterr().err
+    assert "figure 1" in err and "17/17" in err
+    play(players, config, toy1d(), tiny, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_figure1_does_not_import_figures():
+    """One way: figures.py draws Figure 1 through figure1.py, which needs nothing of figures.py."""
+    tree = ast.parse(Path(figure1_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert "gannet.figures" not in imported and not ("gannet" in imported and "figures" in names)

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from gannet.config import TrainConfig
-from gannet.inference import code_error, interpolate, make_encoder, train_encoder
+from gannet.inference import code_error, infer, interpolate, make_encoder, train_encoder
 from gannet.networks import build_networks
 from gannet.sampling import load_generator
 
@@ -43,3 +43,9 @@ def test_gannet_infer_writes_figures_weights_and_errors(mnist_run, data_dir, tmp
     assert (tmp_path / "encoder.safetensors").is_file()
     code, out = gannet("infer", mnist_run, "--steps", 5, capsys=capsys)
     assert code == 2 and "--steps must be at least 100" in out.err
+
+
+def test_infer_returns_the_record_it_writes(mnist_run, data_dir, tmp_path):
+    record, out = infer(mnist_run, tmp_path / "inference", steps=100, data_dir=data_dir, progress=False)
+    assert out == tmp_path / "inference" and json.loads((out / "inference.json").read_text()) == record
+    assert record["steps"] == 100 and len(record["training_loss_every_100"]) == 1

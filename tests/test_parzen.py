@@ -166,3 +166,26 @@ def test_by_class_lines_put_the_largest_gap_first():
     assert [line.split()[0] for line in alone[1:]] == ["0", "1", "2"] and "gap" not in alone[1]
     with pytest.raises(ValueError, match="one sigma"):  # the normalisers of two sigmas differ by far more
         format_by_class(model, result({0: 1.0, 1: 1.0, 2: 1.0}, sigma=0.1668))
+
+
+def test_the_ceiling_is_evaluate_of_real_images_cached_per_protocol(points, monkeypatch):
+    from gannet import parzen
+    from gannet.data import cache_dir
+
+    real, x = points
+    valid, test, labels = x[:20], x[20:], torch.arange(20) % 2
+    first = parzen.ceiling("mnist", real, valid, test)
+    assert first == evaluate(real, valid, test)
+    [cached] = (cache_dir() / "parzen-ceiling").iterdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(parzen, "evaluate", lambda *a, **k: pytest.fail("recomputed a cached ceiling"))
+        assert parzen.ceiling("mnist", real, valid, test).to_dict() == first.to_dict()  # (sigma keys rounded)
+    # per-class scores asked of an entry cached without them, or an unreadable entry: computed again
+    with_classes = parzen.ceiling("mnist", real, valid, test, test_labels=labels)
+    assert with_classes == evaluate(real, valid, test, test_labels=labels) and with_classes.per_class
+    cached.write_text("{not json")
+    assert parzen.ceiling("mnist", real, valid, test) == first  # computed again
+    assert json.loads(cached.read_text()) == first.to_dict()
+    # another protocol (here a fixed sigma) is another entry
+    assert parzen.ceiling("mnist", real, valid, test, sigma=0.5) == evaluate(real, valid, test, sigma=0.5)
+    assert len(list(cached.parent.iterdir())) == 2

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from gannet import checkpoints
+from gannet import checkpoints, images
 from gannet.config import TrainConfig
 from gannet.data import TOY1D_MEAN, TOY1D_STD, Dataset, toy1d
 from gannet.errors import GannetError
-from gannet.figures import pyplot, save_figure
 from gannet.game import Players, alternating_step, discriminator_step, generator_step, make_players
+from gannet.images import pyplot
 from gannet.noise import sample_noise
 from gannet.outputs import write_file
 from gannet.presets import preset_config
@@ -126,41 +127,51 @@ def batches(data: Dataset, size: int, rng: torch.Generator):
 
 
 def play(
-    players: Players, config: TrainConfig, data: Dataset, schedule: Schedule, on_frame=None
+    players: Players,
+    config: TrainConfig,
+    data: Dataset,
+    schedule: Schedule,
+    on_frame=None,
+    progress: bool | None = False,
 ) -> dict[str, Snapshot]:
-    """Run the four phases; return the panels' snapshots. `on_frame(snapshot)` gets GIF frames."""
-    rng = torch.Generator().manual_seed(config.seed)
-    draw_x = batches(data, config.batch_size, rng)
-    m, prior = config.batch_size, config.noise
+    """Run the four phases; return the panels' snapshots. `on_frame(snapshot)` gets GIF frames;
+    `progress`: a bar over all the phases' iterations (None: on a terminal)."""
+    total = schedule.warmup + schedule.d_steps + schedule.g_steps + schedule.settle
+    with tqdm(total=total, desc="figure 1", unit="it", disable=None if progress is None else not progress) as bar:
+        rng = torch.Generator().manual_seed(config.seed)
+        draw_x = batches(data, config.batch_size, rng)
+        m, prior = config.batch_size, config.noise
 
-    def noise():
-        return sample_noise(prior, m, config.latent_dim)
+        def noise():
+            return sample_noise(prior, m, config.latent_dim)
 
-    def phase(iterations: int, step, label: str) -> None:
-        for i in range(iterations):
-            step()
-            if on_frame is not None and i % schedule.frame_every == 0:
-                on_frame(snapshot(players, prior, label, n=1500))
+        def phase(iterations: int, step, label: str) -> None:
+            bar.set_postfix_str(label)
+            for i in range(iterations):
+                step()
+                bar.update()
+                if on_frame is not None and i % schedule.frame_every == 0:
+                    on_frame(snapshot(players, prior, label, n=1500))
 
-    shots = {}
-    phase(schedule.warmup, lambda: alternating_step(players, [next(draw_x)], [noise(), noise()]), "training")
-    shots["a"] = snapshot(players, prior, PANELS["a"])
-    big_x = batches(data, schedule.d_batch, rng)
-    phase(
-        schedule.d_steps,
-        lambda: discriminator_step(players, next(big_x), sample_noise(prior, schedule.d_batch, config.latent_dim)),
-        "training D (G fixed)",
-    )
-    shots["b"] = snapshot(players, prior, PANELS["b"])
-    sgd = torch.optim.SGD(players.generator.parameters(), lr=schedule.g_lr)
-    plain = dataclasses.replace(
-        players, optimizer_g=sgd, scheduler_g=torch.optim.lr_scheduler.LambdaLR(sgd, lambda n: 1)
-    )
-    phase(schedule.g_steps, lambda: generator_step(plain, noise()), "updating G (D fixed)")
-    shots["c"] = snapshot(players, prior, PANELS["c"])
-    phase(schedule.settle, lambda: alternating_step(players, [next(draw_x)], [noise(), noise()]), "training")
-    shots["d"] = snapshot(players, prior, PANELS["d"])
-    return shots
+        shots = {}
+        phase(schedule.warmup, lambda: alternating_step(players, [next(draw_x)], [noise(), noise()]), "training")
+        shots["a"] = snapshot(players, prior, PANELS["a"])
+        big_x = batches(data, schedule.d_batch, rng)
+        phase(
+            schedule.d_steps,
+            lambda: discriminator_step(players, next(big_x), sample_noise(prior, schedule.d_batch, config.latent_dim)),
+            "training D (G fixed)",
+        )
+        shots["b"] = snapshot(players, prior, PANELS["b"])
+        sgd = torch.optim.SGD(players.generator.parameters(), lr=schedule.g_lr)
+        plain = dataclasses.replace(
+            players, optimizer_g=sgd, scheduler_g=torch.optim.lr_scheduler.LambdaLR(sgd, lambda n: 1)
+        )
+        phase(schedule.g_steps, lambda: generator_step(plain, noise()), "updating G (D fixed)")
+        shots["c"] = snapshot(players, prior, PANELS["c"])
+        phase(schedule.settle, lambda: alternating_step(players, [next(draw_x)], [noise(), noise()]), "training")
+        shots["d"] = snapshot(players, prior, PANELS["d"])
+        return shots
 
 
 def toy_players(run_dir: str | os.PathLike | None, seed: int) -> tuple[Players, TrainConfig]:
@@ -189,8 +200,10 @@ def figure1(
     gif: Path | None = None,
     seed: int = 0,
     schedule: Schedule | None = None,
+    progress: bool | None = None,
 ) -> tuple[Path, dict[str, Snapshot]]:
-    """Write Figure 1 to `path` (and the whole game as an animated GIF to `gif`)."""
+    """Write Figure 1 to `path` (and the whole game as an animated GIF to `gif`); `progress`:
+    a bar over the game's iterations (None: on a terminal)."""
     schedule = schedule or Schedule()
     players, config = toy_players(run_dir, seed)
     if run_dir is not None:
@@ -200,14 +213,14 @@ def figure1(
         z_range = (-3.0, 3.0)
     frames: list[np.ndarray] = []
     on_frame = (lambda shot: frames.append(render(shot, z_range))) if gif else None
-    shots = play(players, config, toy1d(), schedule, on_frame)
+    shots = play(players, config, toy1d(), schedule, on_frame, progress)
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     for ax, key in zip(axes, PANELS):
         draw(ax, shots[key], z_range, with_optimum=key == "b")
     axes[1].legend(loc="upper left", fontsize=7)
     fig.tight_layout()
-    save_figure(fig, path)
+    images.save_figure(fig, path, dpi=150, bbox_inches="tight")  # as figures.py's
     if gif:
         save_gif(frames, gif)
     return Path(path), shots
@@ -227,7 +240,8 @@ def render(shot: Snapshot, z_range: tuple[float, float]) -> np.ndarray:
 def save_gif(frames: list[np.ndarray], path: Path, ms_per_frame: int = 80) -> Path:
     from PIL import Image
 
-    images = [Image.fromarray(f) for f in frames]
+    pictures = [Image.fromarray(f) for f in frames]
     return write_file(
-        path, lambda tmp: images[0].save(tmp, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+        path,
+        lambda tmp: pictures[0].save(tmp, save_all=True, append_images=pictures[1:], duration=ms_per_frame, loop=0),
     )

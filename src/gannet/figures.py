@@ -1,11 +1,13 @@
 """The paper's figures (and the tutorial's cost figure) from runs and from the project's own code.
 
-Each function writes one file (PNG, PDF or SVG by the path's suffix) and returns its path.
-Figure 1, the 1-D game, is in figure1.py.
+Each function writes one file (PNG, PDF or SVG by the path's suffix) and returns its path;
+`make` draws any of them by name. Figure 1, the 1-D game, is in figure1.py (which this module
+imports, not the other way round).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +17,13 @@ from PIL import Image, ImageDraw
 from gannet import images
 from gannet.data import data_shape
 from gannet.errors import GannetError
+from gannet.figure1 import figure1
 from gannet.images import check_grid, grid_array, pyplot
 from gannet.losses import GENERATOR_LOSSES
 from gannet.metrics import read_metrics
 from gannet.networks import Generator
 from gannet.noise import append_labels, num_classes, sample_codes, sample_noise
+from gannet.outputs import check_count, check_seed
 from gannet.sampling import checkpoint_dataset, load_generator, sample
 
 
@@ -202,33 +206,58 @@ def classes_figure(
 # --- the `gannet figures` command -----------------------------------------------------------
 
 
-def make(name: str, output: Path, args) -> list[Path]:
-    """Write figure `name` to `output`; return the files written."""
+def make(
+    name: str,
+    output: Path,
+    run: str | os.PathLike | None = None,
+    *,
+    seed: int = 0,
+    rows: int = 8,
+    columns: int | None = None,
+    steps: int = 10,
+    data_dir: str | os.PathLike | None = None,
+    gif: Path | None = None,
+    progress: bool | None = None,
+) -> list[Path]:
+    """Write figure `name` (fig1, fig2, fig3, classes, costs, curves) to `output`; return the
+    files written. `run`: the run directory or checkpoint it draws from (fig1: a toy1d run to
+    start from, else one is trained); `columns`: fig2's (6, the last for neighbours) or
+    classes' (10) by default; `data_dir`: fig2's training set, else where the run found it;
+    `gif`: fig1's animation; `progress`: fig1's bar (None: on a terminal)."""
+    check_seed(seed)
+    for flag, value, low in (("--rows", rows, 1), ("--columns", columns, 2), ("--steps", steps, 2)):
+        if value is not None:
+            check_count(flag, value, low)
     if name == "costs":
         return [costs_figure(output)]
     if name == "curves":
-        if not (Path(args.run) / "metrics.jsonl").is_file():
-            raise GannetError(f"{args.run} holds no metrics.jsonl: is it a gannet run directory?")
-        return [curves_figure(Path(args.run), output)]
+        if run is None:
+            raise GannetError("curves draws a run's metrics.jsonl; give its run directory.")
+        if not (Path(run) / "metrics.jsonl").is_file():
+            raise GannetError(f"{run} holds no metrics.jsonl: is it a gannet run directory?")
+        return [curves_figure(Path(run), output)]
     if name == "fig1":
-        from gannet.figure1 import figure1
-
-        path, _ = figure1(output, args.run, args.gif, args.seed)
-        return [path, *([args.gif] if args.gif else [])]
-    generator, config, path = load_generator(args.run)
+        path, _ = figure1(output, run, gif, seed, progress=progress)
+        return [path, *([gif] if gif else [])]
+    if name not in ("fig2", "fig3", "classes"):
+        raise GannetError(f"Unknown figure '{name}'; known: fig1, fig2, fig3, classes, costs, curves.")
+    if run is None:
+        raise GannetError(f"{name} draws a trained generator; give its run directory or checkpoint.")
+    generator, config, path = load_generator(run)
     shape = data_shape(config)
     if len(shape) != 3:
         raise GannetError(f"{name} draws images; {path} was trained on the 1-D {config.dataset} (try fig1).")
     if name == "classes" and not num_classes(config):
         raise GannetError(f"classes draws one row per class; {path} is not a conditional model (--conditional).")
     if name == "fig2":
-        asked = f"--rows {args.rows:,} and --columns {args.columns:,}"
-        check_grid(asked, args.rows * args.columns, shape, args.columns, scale=3)
-        samples = sample(generator, config, args.rows * (args.columns - 1), args.seed)
-        train = checkpoint_dataset(config, args.data_dir).train
-        return [figure2(samples, train, shape, output, args.columns)]
+        columns = columns or 6
+        check_grid(f"--rows {rows:,} and --columns {columns:,}", rows * columns, shape, columns, scale=3)
+        samples = sample(generator, config, rows * (columns - 1), seed)
+        train = checkpoint_dataset(config, data_dir).train
+        return [figure2(samples, train, shape, output, columns)]
     if name == "classes":
-        check_grid(f"--columns {args.columns:,}", num_classes(config) * args.columns, shape, args.columns, scale=3)
-        return [classes_figure(generator, config, shape, output, args.columns, args.seed)]
-    check_grid(f"--rows {args.rows:,} and --steps {args.steps:,}", args.rows * args.steps, shape, args.steps, scale=3)
-    return [figure3(generator, config, shape, output, args.rows, args.steps, args.seed)]
+        columns = columns or 10
+        check_grid(f"--columns {columns:,}", num_classes(config) * columns, shape, columns, scale=3)
+        return [classes_figure(generator, config, shape, output, columns, seed)]
+    check_grid(f"--rows {rows:,} and --steps {steps:,}", rows * steps, shape, steps, scale=3)
+    return [figure3(generator, config, shape, output, rows, steps, seed)]

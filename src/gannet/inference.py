@@ -1,5 +1,5 @@
 """Learned approximate inference (paper §7): for a trained G, an encoder E(x) ≈ z trained by
-regressing the z that produced G(z), on fresh noise every step (`gannet infer RUN_DIR`).
+regressing the z that produced G(z), on fresh noise every step (`infer`, `gannet infer RUN_DIR`).
 
 E mirrors G: an MLP with ReLU hidden layers of G's widths, reversed, and a linear output.
 With it, real images get codes: x → E(x) → G(E(x)) reconstructs them, and straight lines
@@ -8,14 +8,24 @@ between E(x₁) and E(x₂) interpolate between two real images.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from gannet.checkpoints import run_dir_of
 from gannet.config import TrainConfig
+from gannet.data import data_shape
+from gannet.errors import GannetError
+from gannet.images import save_grid
 from gannet.networks import Generator
 from gannet.noise import sample_noise
+from gannet.outputs import check_count, check_folder, check_seed, write_file, write_json
+from gannet.sampling import checkpoint_dataset, load_generator
 
 MAX_STEPS = 1_000_000  # bounds a mistyped count: at batch 100, a million steps show E 100 million images
 
@@ -80,3 +90,49 @@ def interpolate(encoder: nn.Module, generator: Generator, a: torch.Tensor, b: to
     za, zb = encoder(a[None]), encoder(b[None])
     t = torch.linspace(0, 1, steps)[:, None]
     return generator((1 - t) * za + t * zb)
+
+
+def infer(
+    source: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    steps: int = 2000,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool | None = None,
+) -> tuple[dict, Path]:
+    """Train E for the generator of `source` (a run directory or checkpoint), then reconstruct
+    and interpolate its data set's first test images. Writes reconstructions.png (each of 10
+    real images beside G(E(x))), interpolation.png (4 rows of 10), encoder.safetensors and
+    inference.json into `output_dir` [RUN_DIR/inference]; returns that record and the folder.
+    `data_dir`: where the test images are, else where the run found them."""
+    check_count("--steps", steps, 100, MAX_STEPS)
+    check_seed(seed)
+    out = check_folder(output_dir or run_dir_of(source) / "inference", "--output-dir")
+    generator, config, path = load_generator(source)
+    shape = data_shape(config)
+    if len(shape) != 3:
+        raise GannetError(f"`gannet infer` reconstructs images; {path} was trained on {config.dataset}.")
+    if config.conditional:
+        raise GannetError(f"`gannet infer` learns E(x) -> z for an unconditional G; {path} is conditional.")
+    # the run's own data set (folder runs included), before the training: data_dir overrides where it lives
+    test = checkpoint_dataset(config, data_dir).test[:1000]
+    if len(test) < 10:
+        raise GannetError(f"`gannet infer` shows 10 test images; {config.dataset} has {len(test)}.")
+    encoder, losses = train_encoder(generator, config, steps, seed=seed, progress=progress)
+    recon = reconstruct(encoder, generator, test)
+    record = {
+        "source": str(path),
+        "steps": steps,
+        "code_mse": code_error(encoder, generator, config),
+        "reconstruction_mse": F.mse_loss(recon, test).item(),
+        "mean_image_mse": F.mse_loss(test.mean(0).expand(len(test), -1), test).item(),  # a baseline
+        "training_loss_every_100": losses,
+    }
+    pairs = torch.stack([test[:10], recon[:10]], dim=1).reshape(20, -1)  # real above its reconstruction
+    save_grid(pairs, shape, out / "reconstructions.png", ncols=2)
+    rows = torch.cat([interpolate(encoder, generator, test[2 * i], test[2 * i + 1], 10) for i in range(4)])
+    save_grid(rows, shape, out / "interpolation.png", ncols=10)
+    weights = {k: v.contiguous() for k, v in encoder.state_dict().items()}
+    write_file(out / "encoder.safetensors", lambda tmp: save_file(weights, str(tmp)))
+    write_json(out / "inference.json", record)
+    return record, out

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from gannet import config as config_module
 from gannet import presets
 from gannet.cli.evaluate import add_eval_parser, cmd_eval
-from gannet.cli.parsing import Parser, add_config_flags, suggest
-from gannet.config import FIELDS, TrainConfig, flag
+from gannet.cli.figures import add_figures_parser, cmd_figures
+from gannet.cli.parsing import Parser, add_config_flags, add_shared_flags, config_flags, suggest
+from gannet.config import FIELDS, TrainConfig
 from gannet.errors import GannetError
 from gannet.interrupts import Terminated, deaf, sigterm_unwinds
 
@@ -50,20 +52,24 @@ def build_parser() -> Parser:
         "a branch: a new run that starts from that checkpoint with its history",
     )
     train.add_argument("--force", action="store_true", help="replace an existing run directory")
-    train.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None, help="show the progress bar [on a terminal]"
-    )
+    add_shared_flags(train, progress="show the progress bar")
     add_config_flags(train)
 
     sample = sub.add_parser("sample", help="draw samples from a trained generator", allow_abbrev=False)
     sample.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
-    sample.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples [64]")
-    sample.add_argument("-o", "--output", type=Path, help="picture to write [samples.png unless --npy]")
+    add_shared_flags(
+        sample,
+        num_samples=(64, "how many samples"),
+        output="picture to write [samples.png unless --npy]",
+    )
     sample.add_argument("--npy", type=Path, help="also write the raw array, shape (n, data_dim)")
-    sample.add_argument("--seed", type=int, default=0, help="noise seed [0]")
+    add_shared_flags(sample, seed="noise seed")
     sample.add_argument("--label", type=int, help="a conditional model's class to draw [each sample a random class]")
-    sample.add_argument("--device", default="cpu", help="cpu, cuda, ... [cpu]")
-    sample.add_argument("--data-dir", help="data folder (1-D toys draw the data beside the samples)")
+    add_shared_flags(
+        sample,
+        device=("cpu", "cpu, cuda, ..."),
+        data_dir="data folder, for the 1-D and 2-D toys drawn over their data",
+    )
 
     average = sub.add_parser(
         "average",
@@ -75,44 +81,10 @@ def build_parser() -> Parser:
     average.add_argument("run", metavar="RUN_DIR")
     average.add_argument("--epochs", required=True, metavar="FIRST-LAST", help="e.g. 280-550")
     average.add_argument("--every", type=int, default=1, help="take every N-th epoch from FIRST on [1]")
-    average.add_argument(
-        "-o", "--output", type=Path, help="file to write [RUN_DIR/checkpoints/average-FIRST-LAST-every-N.safetensors]"
-    )
+    add_shared_flags(average, output="file to write [RUN_DIR/checkpoints/average-FIRST-LAST-every-N.safetensors]")
 
     add_eval_parser(sub)
-
-    figures = sub.add_parser("figures", help="the paper's figures as PNG/PDF/SVG", allow_abbrev=False)
-    figs = figures.add_subparsers(dest="figure", metavar="FIGURE", parser_class=Parser)
-    figs.required = True
-    specs = {
-        "fig1": "Figure 1: the 1-D game in four panels (trains the toy, or takes a toy1d run)",
-        "fig2": "Figure 2: samples, the right-most column the nearest training example of its neighbour",
-        "fig3": "Figure 3: samples along straight lines in z",
-        "classes": "a conditional model's samples, one row per class (each column one z)",
-        "costs": "the tutorial's figure: J(G) against D(G(z)) for the three generator costs",
-        "curves": "training curves from a run's metrics.jsonl",
-    }
-    for name, text in specs.items():
-        fig = figs.add_parser(name, help=text, description=text, allow_abbrev=False)
-        if name in ("fig2", "fig3", "classes", "curves"):
-            fig.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT" if name != "curves" else "RUN_DIR")
-        if name == "fig1":
-            fig.add_argument("run", nargs="?", metavar="TOY1D_RUN_DIR", help="start from this run [train one]")
-            fig.add_argument("--gif", type=Path, help="also animate the whole game into this GIF")
-        if name in ("fig1", "fig2", "fig3", "classes"):
-            fig.add_argument("--seed", type=int, default=0, help="seed [0]")
-        if name == "classes":
-            fig.add_argument("--columns", type=int, default=10, help="samples per class [10]")
-        if name == "fig2":
-            fig.add_argument("--rows", type=int, default=8, help="rows [8]")
-            fig.add_argument("--columns", type=int, default=6, help="columns, the last for neighbours [6]")
-            fig.add_argument("--data-dir", help="data folder (for the training set)")
-        if name == "fig3":
-            fig.add_argument("--rows", type=int, default=8, help="rows (lines in z) [8]")
-            fig.add_argument("--steps", type=int, default=10, help="points along each line [10]")
-        fig.add_argument("-o", "--output", type=Path, help=f"file to write [{name}.png]")
-        fig.add_argument("--format", choices=["png", "pdf", "svg"], help="file type [from -o, else png]")
-
+    add_figures_parser(sub)
     sub.add_parser("theory", help="check Proposition 1 and Theorem 1 numerically", allow_abbrev=False)
 
     infer = sub.add_parser(
@@ -124,11 +96,15 @@ def build_parser() -> Parser:
     )
     infer.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
     infer.add_argument("--steps", type=int, default=2000, help="training steps of E, batch 100 [2000]")
-    infer.add_argument("--seed", type=int, default=0, help="seed [0]")
-    infer.add_argument("--data-dir", help="data folder (MNIST test images to reconstruct)")
-    infer.add_argument("-o", "--output-dir", type=Path, help="where figures, weights and JSON go [RUN_DIR/inference]")
+    add_shared_flags(
+        infer,
+        seed="seed",
+        data_dir="data folder of the test images to reconstruct",
+        output_dir="where figures, weights and JSON go [RUN_DIR/inference]",
+        progress="show the progress bar",
+    )
 
-    sub.add_parser("presets", help="list the named presets", allow_abbrev=False)
+    sub.add_parser("presets", help="list the named presets, as flags of `gannet train`", allow_abbrev=False)
 
     data = sub.add_parser("data", help="check or download data sets", allow_abbrev=False)
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
@@ -137,10 +113,10 @@ def build_parser() -> Parser:
     check.add_argument(
         "name", nargs="?", help="mnist, cifar10, tfd, toy1d, ring8, grid25 or folder:PATH [all but folders]"
     )
-    check.add_argument("--data-dir")
+    add_shared_flags(check, data_dir="data folder [$GANNET_DATA, else the per-user cache]")
     download = data_sub.add_parser("download", help="download and verify a data set")
     download.add_argument("name", choices=["mnist", "cifar10"])
-    download.add_argument("--data-dir", help="where to put it [$GANNET_DATA, else the per-user cache]")
+    add_shared_flags(download, data_dir="where to put it [$GANNET_DATA, else the per-user cache]")
     return parser
 
 
@@ -246,10 +222,11 @@ def cmd_average(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    """Each preset's description, then the flags of `gannet train` that make it, one a line."""
     for name, entry in presets.PRESETS.items():
         print(f"{name}\n    {entry['description']}")
-        for key, value in entry["values"].items():
-            print(f"    --{flag(key)} {','.join(map(str, value)) if isinstance(value, list) else value}")
+        for words in config_flags(entry["values"]):
+            print(f"    {shlex.join(words)}")
     return 0
 
 
@@ -262,72 +239,16 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"gannet: {args.name} is in {where}, verified.")
         return 0
     if args.name:
-        print(check_dataset(args.name, args.data_dir))
+        print(data.check_dataset(args.name, args.data_dir))
         return 0
     failures = 0
     for name in data.DATA_SHAPES:  # every data set, one line each, absent ones included
         try:
-            print(check_dataset(name, args.data_dir))
+            print(data.check_dataset(name, args.data_dir))
         except GannetError as error:
             print(f"{name}: {error}")
             failures += name == "mnist"  # the others are optional
     return 1 if failures else 0
-
-
-def check_dataset(name: str, data_dir: str | None) -> str:
-    """One line: is the data set present and verified, and where."""
-    from gannet import data
-
-    if name in ("toy1d", "ring8", "grid25"):
-        return f"{name}: generated from a fixed seed; no files needed."
-    if name.startswith(data.FOLDER_PREFIX):
-        if name == data.FOLDER_PREFIX:
-            raise GannetError("folder: needs the path of a folder of images, e.g. folder:~/faces.")
-        folder = Path(name[len(data.FOLDER_PREFIX) :]).expanduser()
-        files = data.image_files(folder)
-        return f"{name}: {len(files):,} PNG/JPEG images under {folder.resolve()} (decoded and cached on first use)."
-    if name == "cifar10":
-        path = data.find_cifar10(data_dir)
-        if path is None:
-            places = ", ".join(str(d / "cifar10") for d in data.search_dirs(data_dir))
-            raise GannetError(f"CIFAR-10 is not present (looked in {places}); run `gannet data download cifar10`.")
-        dataset = data.load_cifar10(path)
-        return f"cifar10: present and verified in {path} ({_split_sizes(dataset)})."
-    if name == "tfd":
-        dataset = data.tfd(data_dir)
-        return f"tfd: present in {data.find_tfd(data_dir)} (fold 0: {_split_sizes(dataset, 'unlabeled')})."
-    if name != "mnist":
-        raise GannetError(f"Unknown data set '{name}'; known: {', '.join(data.DATA_SHAPES)}, or folder:PATH.")
-    folder = data.find_mnist(data_dir)
-    if folder is None:
-        places = ", ".join(str(d / "mnist") for d in data.search_dirs(data_dir))
-        raise GannetError(f"MNIST is not present (looked in {places}); run `gannet data download mnist`.")
-    dataset = data.load_mnist(folder)  # verifies every file's checksum
-    return f"mnist: present and verified in {folder} ({_split_sizes(dataset)})."
-
-
-def _split_sizes(dataset, train_name: str = "train") -> str:
-    return f"{train_name} {len(dataset.train):,}, valid {len(dataset.valid):,}, test {len(dataset.test):,}"
-
-
-def cmd_figures(args: argparse.Namespace) -> int:
-    from gannet import figures
-    from gannet.outputs import IMAGE_SUFFIXES, check_count, check_seed, check_writable
-
-    output = args.output or Path(f"{args.figure}.png")
-    if args.format and output.name not in ("", ".", ".."):
-        output = output.with_suffix(f".{args.format}")
-    output = check_writable(output, IMAGE_SUFFIXES)
-    if getattr(args, "gif", None) is not None:
-        check_writable(args.gif, (".gif",), "--gif")
-    for name, low in (("rows", 1), ("columns", 2), ("steps", 2)):
-        if hasattr(args, name):
-            check_count(f"--{name}", getattr(args, name), low)
-    if hasattr(args, "seed"):
-        check_seed(args.seed)
-    written = figures.make(args.figure, output, args)
-    print(f"gannet: wrote {', '.join(map(str, written))}", file=sys.stderr)
-    return 0
 
 
 def cmd_theory(args: argparse.Namespace) -> int:
@@ -343,50 +264,12 @@ def cmd_theory(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    import torch
-    from safetensors.torch import save_file
+    from gannet.inference import infer
 
-    from gannet import data, inference
-    from gannet.checkpoints import run_dir_of
-    from gannet.images import save_grid
-    from gannet.outputs import check_count, check_folder, check_seed, write_file, write_json
-    from gannet.sampling import checkpoint_dataset, load_generator
-
-    check_count("--steps", args.steps, 100, inference.MAX_STEPS)
-    check_seed(args.seed)
-    out = check_folder(args.output_dir or run_dir_of(args.source) / "inference", "--output-dir")
-    generator, config, path = load_generator(args.source)
-    shape = data.data_shape(config)
-    if len(shape) != 3:
-        raise GannetError(f"`gannet infer` reconstructs images; {path} was trained on {config.dataset}.")
-    if config.conditional:
-        raise GannetError(f"`gannet infer` learns E(x) -> z for an unconditional G; {path} is conditional.")
-    # the run's own data set (folder runs included), before the training: --data-dir overrides where it lives
-    test = checkpoint_dataset(config, args.data_dir).test[:1000]
-    if len(test) < 10:
-        raise GannetError(f"`gannet infer` shows 10 test images; {config.dataset} has {len(test)}.")
-    encoder, losses = inference.train_encoder(generator, config, args.steps, seed=args.seed)
-    recon = inference.reconstruct(encoder, generator, test)
-    pixel_mse = torch.nn.functional.mse_loss(recon, test).item()
-    mean_image_mse = torch.nn.functional.mse_loss(test.mean(0).expand(len(test), -1), test).item()
-    record = {
-        "source": str(path),
-        "steps": args.steps,
-        "code_mse": inference.code_error(encoder, generator, config),
-        "reconstruction_mse": pixel_mse,
-        "mean_image_mse": mean_image_mse,
-        "training_loss_every_100": losses,
-    }
-    pairs = torch.stack([test[:10], recon[:10]], dim=1).reshape(20, -1)  # real above its reconstruction
-    save_grid(pairs, shape, out / "reconstructions.png", ncols=2)
-    rows = torch.cat([inference.interpolate(encoder, generator, test[2 * i], test[2 * i + 1], 10) for i in range(4)])
-    save_grid(rows, shape, out / "interpolation.png", ncols=10)
-    weights = {k: v.contiguous() for k, v in encoder.state_dict().items()}
-    write_file(out / "encoder.safetensors", lambda tmp: save_file(weights, str(tmp)))
-    write_json(out / "inference.json", record)
+    record, out = infer(args.source, args.output_dir, args.steps, args.seed, args.data_dir, args.progress)
     print(
-        f"{path}: code MSE {record['code_mse']:.4f} (1.0 = always answering 0); reconstruction MSE "
-        f"{pixel_mse:.4f} per pixel (the mean test image: {mean_image_mse:.4f})"
+        f"{record['source']}: code MSE {record['code_mse']:.4f} (1.0 = always answering 0); reconstruction MSE "
+        f"{record['reconstruction_mse']:.4f} per pixel (the mean test image: {record['mean_image_mse']:.4f})"
     )
     print(
         f"  wrote {out / 'reconstructions.png'} (each real test digit beside G(E(x))), "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gannet.cli.parsing import Parser, list_of
+from gannet.cli.parsing import Parser, add_shared_flags, list_of
 from gannet.config import flag
 from gannet.errors import GannetError
 
@@ -32,15 +32,19 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     parzen.add_argument(
         "--sigmas", type=list_of(float), metavar="A,B,...", help="sigmas to search [logspace(-1, 0, 10)]"
     )
-    parzen.add_argument("--num-samples", type=int, default=10_000, help="samples to draw from G [10000]")
+    add_shared_flags(parzen, num_samples="samples to draw from G")
     parzen.add_argument(
         "--num-valid", type=int, help="first N validation images [1000 for mnist, all for tfd, as the 2014 script]"
     )
     parzen.add_argument("--num-test", type=int, default=10_000, help="first N test images [10000]")
     parzen.add_argument("--batch-size", type=int, help="test rows per chunk [chosen to bound memory]")
-    parzen.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, ... [auto]")
-    parzen.add_argument("--seed", type=int, default=0, help="noise seed for the samples [0]")
-    parzen.add_argument("--data-dir", help="data folder [$GANNET_DATA, else the per-user cache]")
+    add_shared_flags(
+        parzen,
+        device="auto (cuda if present), cpu, cuda, ...",
+        seed="noise seed for the samples",
+        data_dir="data folder of the test and validation images",
+        progress="show the progress bars",
+    )
     parzen.add_argument(
         "--ceiling",
         action=argparse.BooleanOptionalAction,
@@ -52,7 +56,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also print each digit class's mean test LL beside real training images' at the same sigma",
     )
-    parzen.add_argument("-o", "--output", type=Path, help="JSON result [RUN_DIR/parzen.json]")
+    add_shared_flags(parzen, output="JSON result [RUN_DIR/parzen.json]")
 
     quality = eval_sub.add_parser(
         "quality",
@@ -63,10 +67,13 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         "runs, the modes covered and the share of samples within 3 sigma of a mode.",
     )
     quality.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
-    quality.add_argument("--num-samples", type=int, default=10_000, help="samples to draw [10000]")
-    quality.add_argument("--seed", type=int, default=0, help="noise seed [0]")
-    quality.add_argument("--data-dir", help="data folder (MNIST's test images)")
-    quality.add_argument("-o", "--output", type=Path, help="JSON result [RUN_DIR/quality.json]")
+    add_shared_flags(
+        quality,
+        num_samples="samples to draw",
+        seed="noise seed",
+        data_dir="data folder of MNIST's test images",
+        output="JSON result [RUN_DIR/quality.json]",
+    )
 
     features = eval_sub.add_parser(
         "features",
@@ -76,9 +83,9 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         "hidden features and on raw pixels, trained with 10 and 100 labelled examples per class and with all labels.",
     )
     features.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
-    features.add_argument("--data-dir", help="data folder (MNIST)")
+    add_shared_flags(features, data_dir="data folder of MNIST")
     features.add_argument("--num-train", type=int, help="use the first N training images [all 50,000]")
-    features.add_argument("-o", "--output", type=Path, help="JSON result [RUN_DIR/features.json]")
+    add_shared_flags(features, output="JSON result [RUN_DIR/features.json]")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -173,18 +180,14 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 
 def cmd_parzen(args: argparse.Namespace) -> int:
-    import contextlib
-    import json
     import math
-
-    import torch
 
     from gannet import data, parzen
     from gannet.averaging import running_average_path
     from gannet.checkpoints import run_dir_of
-    from gannet.outputs import check_count, check_fits, check_seed, check_writable, write_json, write_text
+    from gannet.outputs import check_count, check_fits, check_seed, check_writable, write_json
     from gannet.resources import resolve_device
-    from gannet.sampling import check_sample_count, load_generator, load_samples_file, sample
+    from gannet.sampling import check_sample_count, checkpoint_dataset, load_generator, load_samples_file, sample
 
     if (args.source is None) == (args.samples is None):
         raise GannetError("Give a run directory or checkpoint, or --samples FILE (one of the two).")
@@ -206,6 +209,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     if args.samples is not None:
         samples = load_samples_file(args.samples, math.prod(data.DATA_SHAPES[args.dataset]))
         origin = str(args.samples)
+        dataset = data.load_dataset(args.dataset, args.data_dir)
     else:
         generator, config, path = load_generator(args.source, str(device))
         if config.dataset != args.dataset:
@@ -213,7 +217,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         check_sample_count(args.num_samples, generator.data_dim, "--num-samples")
         samples = sample(generator, config, args.num_samples, args.seed, str(device))
         origin = str(path)
-    dataset = data.load_dataset(args.dataset, args.data_dir)
+        dataset = checkpoint_dataset(config, args.data_dir)  # where the run found it, unless --data-dir
     sigmas = args.sigmas or parzen.PAPER_SIGMAS
     valid, test = dataset.valid[: args.num_valid].to(device), dataset.test[: args.num_test].to(device)
     if args.batch_size is not None:  # blocks of (rows, samples) distances and their exponentials, float32
@@ -222,36 +226,20 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     labels = dataset.labels["test"][: args.num_test] if "test" in dataset.labels else None
     if args.by_class and labels is None:
         raise GannetError(f"--by-class needs test labels, and {args.dataset}'s test images have none.")
-
-    def score(points: torch.Tensor, sigma: float | None = args.sigma):
-        return parzen.evaluate(
-            points.to(device), valid, test, sigmas, sigma, args.batch_size, progress=None, test_labels=labels
-        )
-
-    result = score(samples)
+    protocol = {"sigmas": sigmas, "chunk_size": args.batch_size, "test_labels": labels, "progress": args.progress}
+    result = parzen.evaluate(samples.to(device), valid, test, sigma=args.sigma, **protocol)
     real_images = dataset.train[: len(samples)]  # the ceiling's "samples"
     print(f"{origin}: {result}  [{result.num_samples:,} samples, {result.num_test:,} test images]")
     record = {"source": origin, "dataset": args.dataset, "num_valid": len(valid), **result.to_dict()}
     ceiling = None
     if args.ceiling:
-        # The same for every model: cached per protocol (MNIST's content is fixed by its checksums).
-        grid = ",".join(f"{s:.6g}" for s in sigmas)
-        key = f"{args.dataset}-{len(samples)}-{len(valid)}-{len(test)}-{args.sigma}-{grid}"
-        cache = data.cache_dir() / "parzen-ceiling" / f"{key}.json"
-        try:
-            ceiling = parzen.ParzenResult.from_dict(json.loads(cache.read_text()))
-            if labels is not None and not ceiling.per_class:
-                raise KeyError("per_class")  # cached by a gannet that did not score classes
-        except (OSError, ValueError, TypeError, KeyError):  # absent or unreadable: recompute
-            ceiling = score(real_images)
-            with contextlib.suppress(GannetError):  # a cache not written costs time next run, not this result
-                write_text(cache, json.dumps(ceiling.to_dict()))
+        ceiling = parzen.ceiling(args.dataset, real_images, valid, test, sigma=args.sigma, **protocol)
         print(f"  ceiling: {len(samples):,} real training images as samples: {ceiling}")
         record["ceiling"] = ceiling.to_dict()
     if args.by_class:
         real = ceiling
         if ceiling is not None and ceiling.sigma != result.sigma:  # classes compare at one sigma
-            real = score(real_images, result.sigma)
+            real = parzen.evaluate(real_images.to(device), valid, test, sigma=result.sigma, **protocol)
         print(parzen.format_by_class(result, real))
     table = "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1[args.dataset].items())
     print(f"  Table 1 ({args.dataset.upper()}): {table}")

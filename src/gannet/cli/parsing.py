@@ -1,10 +1,12 @@
 """The command line's parsing: an ArgumentParser whose errors are one sentence, list and
-optional value types, one flag per TrainConfig field, and "did you mean" for unknown options."""
+optional value types, one flag per TrainConfig field (in groups), the flags that several
+commands share (declared once), and "did you mean" for unknown options."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
+from pathlib import Path
 
 from gannet.config import FIELDS, TrainConfig, field_type, flag
 from gannet.errors import GannetError
@@ -44,26 +46,148 @@ def _or_none(scalar: type):
     return parse
 
 
+# `gannet train --help` shows the TrainConfig fields in these groups, in this order. Every field
+# but `preset` (the positional PRESET) is in exactly one (tests/test_cli.py checks it).
+CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
+    "data": ("dataset", "image_size", "channels", "data_dir", "download", "train_limit"),
+    "model (G and D; defaults: the paper's MNIST model)": (
+        "latent_dim",
+        "noise",
+        "conditional",
+        "generator_hidden",
+        "generator_activations",
+        "generator_output",
+        "generator_init",
+        "generator_output_init",
+        "generator_deconv_shape",
+        "generator_deconv_kernel",
+        "generator_deconv_stride",
+        "generator_bias_from_data",
+        "discriminator_hidden",
+        "maxout_pieces",
+        "discriminator_conv_channels",
+        "discriminator_conv_kernels",
+        "discriminator_conv_pads",
+        "discriminator_conv_pools",
+        "discriminator_conv_pool_strides",
+        "discriminator_conv_pieces",
+        "discriminator_init",
+        "input_keep",
+        "hidden_keep",
+    ),
+    "optimiser (the game's updates and their schedule)": (
+        "epochs",
+        "batch_size",
+        "k",
+        "update",
+        "generator_loss",
+        "optimizer",
+        "lr",
+        "lr_decay",
+        "lr_min",
+        "lr_milestones",
+        "lr_gamma",
+        "max_col_norm",
+        "momentum",
+        "momentum_final",
+        "momentum_start_epoch",
+        "momentum_saturate_epoch",
+        "adam_betas",
+    ),
+    "run (where it runs, what it logs and keeps)": (
+        "seed",
+        "device",
+        "cuda_graphs",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "keep_every",
+        "grid_size",
+        "parzen_every",
+        "parzen_samples",
+        "average_from",
+    ),
+}
+NOT_FLAGS = ("preset",)  # the positional PRESET names it
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; absent flags leave the preset's value alone."""
-    defaults = TrainConfig()
-    group = parser.add_argument_group("hyper-parameters (defaults: the paper's MNIST model)")
-    for name, f in FIELDS.items():
-        if name == "preset":
-            continue
-        scalar, is_list, optional = field_type(name)
-        default = getattr(defaults, name)
-        shown = ",".join(map(str, default)) if is_list else default
-        kwargs = {"dest": name, "default": argparse.SUPPRESS, "help": f"{f.metadata['help']} [{shown}]"}
-        if scalar is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif is_list:
-            kwargs.update(type=list_of(scalar), metavar="A,B")
+    """One flag per TrainConfig field, in CONFIG_GROUPS' groups and order; absent flags leave the
+    preset's value alone. A field missing from CONFIG_GROUPS still gets its flag, in a group
+    "other", rather than vanishing from the command line."""
+    for title, names in CONFIG_GROUPS.items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            _add_config_flag(group, name)
+    grouped = {name for names in CONFIG_GROUPS.values() for name in names}
+    others = [name for name in FIELDS if name not in grouped and name not in NOT_FLAGS]
+    if others:
+        group = parser.add_argument_group("other")
+        for name in others:
+            _add_config_flag(group, name)
+
+
+def _add_config_flag(group: argparse._ArgumentGroup, name: str) -> None:
+    f = FIELDS[name]
+    scalar, is_list, optional = field_type(name)
+    default = getattr(TrainConfig(), name)
+    shown = ",".join(map(str, default)) if is_list else default
+    kwargs = {"dest": name, "default": argparse.SUPPRESS, "help": f"{f.metadata['help']} [{shown}]"}
+    if scalar is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif is_list:
+        kwargs.update(type=list_of(scalar), metavar="A,B")
+    else:
+        kwargs.update(type=_or_none(scalar) if optional else scalar, choices=f.metadata["choices"])
+        kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}" if f.metadata["choices"] else None
+    aliases = ["--data"] if name == "dataset" else []  # `--data folder:PATH`, as users write it
+    group.add_argument(f"--{flag(name)}", *aliases, **kwargs)
+
+
+def config_flags(values: dict) -> list[list[str]]:
+    """Config values as the train command's flags, each as the words that parse back to it:
+    booleans as --flag / --no-flag, lists comma-separated, None as `none`."""
+    flags = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            flags.append([f"--{'' if value else 'no-'}{flag(name)}"])
         else:
-            kwargs.update(type=_or_none(scalar) if optional else scalar, choices=f.metadata["choices"])
-            kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}" if f.metadata["choices"] else None
-        aliases = ["--data"] if name == "dataset" else []  # `--data folder:PATH`, as users write it
-        group.add_argument(f"--{flag(name)}", *aliases, **kwargs)
+            text = ",".join(map(str, value)) if isinstance(value, list) else "none" if value is None else str(value)
+            flags.append([f"--{flag(name)}", text])
+    return flags
+
+
+# The flags that sample, eval, figures, infer and data share: name, type, default and what the
+# default means, declared here once; each command says in its help what the flag is for there.
+RUN_DATA = "[the run's own (its config.json), else $GANNET_DATA, else the per-user cache]"
+SHARED_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "seed": (("--seed",), {"type": int, "default": 0, "metavar": "N"}),
+    "data_dir": (("--data-dir",), {"metavar": "DIR", "shown": RUN_DATA}),
+    "device": (("--device",), {"default": "auto"}),
+    "num_samples": (("-n", "--num-samples"), {"type": int, "default": 10_000, "metavar": "N"}),
+    "output": (("-o", "--output"), {"type": Path, "metavar": "FILE"}),
+    "output_dir": (("-o", "--output-dir"), {"type": Path, "metavar": "DIR"}),
+    "progress": (
+        ("--progress",),
+        {"action": argparse.BooleanOptionalAction, "default": None, "shown": "[on a terminal]"},
+    ),
+}
+
+
+def add_shared_flags(parser: argparse.ArgumentParser, **helps: str | tuple) -> None:
+    """Add the SHARED_FLAGS named by keyword, each with its help text for this command, or with
+    (default, help) where this command's default differs. What the default is follows the help,
+    unless the help says it itself ("[...]")."""
+    for name, help in helps.items():
+        options, kwargs = SHARED_FLAGS[name]
+        kwargs = dict(kwargs)
+        shown = kwargs.pop("shown", None)
+        default, help = help if isinstance(help, tuple) else (kwargs.get("default"), help)
+        if shown is None and default is not None:
+            shown = f"[{default:,}]" if type(default) is int else f"[{default}]"
+        if shown and "[" not in help:
+            help = f"{help} {shown}"
+        parser.add_argument(*options, **{**kwargs, "dest": name, "default": default, "help": help})
 
 
 def suggest(parser: argparse.ArgumentParser, argv: list[str], unknown: list[str]) -> str:

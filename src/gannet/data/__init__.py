@@ -10,6 +10,7 @@ original python tarball); TFD as `tfd/TFD_48x48.mat`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from gannet.data.cifar_tar import (
     CIFAR10_ARCHIVE,
@@ -41,6 +42,7 @@ __all__ = [
     "TOY1D_STD",
     "Dataset",
     "cache_dir",
+    "check_dataset",
     "cifar10",
     "data_shape",
     "dataset_for",
@@ -111,3 +113,36 @@ def data_shape(config) -> tuple[int, ...]:
     if config.dataset.startswith(FOLDER_PREFIX):
         return (config.channels, config.image_size, config.image_size)
     return DATA_SHAPES[config.dataset]
+
+
+def check_dataset(name: str, data_dir: str | os.PathLike | None = None) -> str:
+    """One line for `gannet data check`: is the data set present and verified, and where; a
+    GannetError (one sentence, saying what to do) where it is not."""
+    if name in ("toy1d", "ring8", "grid25"):
+        return f"{name}: generated from a fixed seed; no files needed."
+    if name.startswith(FOLDER_PREFIX):
+        if name == FOLDER_PREFIX:
+            raise GannetError("folder: needs the path of a folder of images, e.g. folder:~/faces.")
+        folder = Path(name[len(FOLDER_PREFIX) :]).expanduser()
+        files = image_files(folder)
+        return f"{name}: {len(files):,} PNG/JPEG images under {folder.resolve()} (decoded and cached on first use)."
+    if name == "cifar10":
+        path = find_cifar10(data_dir)
+        if path is None:
+            places = ", ".join(str(d / "cifar10") for d in search_dirs(data_dir))
+            raise GannetError(f"CIFAR-10 is not present (looked in {places}); run `gannet data download cifar10`.")
+        return f"cifar10: present and verified in {path} ({_split_sizes(load_cifar10(path))})."
+    if name == "tfd":
+        dataset = tfd(data_dir)
+        return f"tfd: present in {find_tfd(data_dir)} (fold 0: {_split_sizes(dataset, 'unlabeled')})."
+    if name != "mnist":
+        raise GannetError(f"Unknown data set '{name}'; known: {', '.join(DATA_SHAPES)}, or folder:PATH.")
+    folder = find_mnist(data_dir)
+    if folder is None:
+        places = ", ".join(str(d / "mnist") for d in search_dirs(data_dir))
+        raise GannetError(f"MNIST is not present (looked in {places}); run `gannet data download mnist`.")
+    return f"mnist: present and verified in {folder} ({_split_sizes(load_mnist(folder))})."  # checksums checked
+
+
+def _split_sizes(dataset: Dataset, train_name: str = "train") -> str:
+    return f"{train_name} {len(dataset.train):,}, valid {len(dataset.valid):,}, test {len(dataset.test):,}"
