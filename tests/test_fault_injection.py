@@ -261,7 +261,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_force_not_resume(tmp_path, monk
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "dataset_for", interrupted)
+    monkeypatch.setattr(importlib.import_module("gannet.start"), "dataset_for", interrupted)
     code, out = gannet(*TOY, "--run-dir", tmp_path / "run", capsys=capsys)
     assert code == 130
     assert "nothing to resume: start again with --force" in out.err and "--resume" not in out.err

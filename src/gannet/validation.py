@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 import re
 
+from gannet import resources
 from gannet.config import FIELDS, TrainConfig, coerce, flag
 from gannet.data import DATA_SHAPES, NUM_CLASSES
 from gannet.errors import GannetError
 from gannet.networks import ACTIVATIONS
-from gannet.resources import check_fits
 
 # The range of every integer field, checked by validate() before anything is allocated. Counts
 # stop at 2**31 - 1 (what every tensor index and file format takes); the seed at NumPy's limit
@@ -78,7 +78,7 @@ def check(config: TrainConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise GannetError(f"{message}.")
-    check_fits(config)
+    resources.check_fits(config)
 
 
 def _range_checks(config: TrainConfig) -> list[tuple[bool, str]]:
