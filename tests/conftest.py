@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import http.client
 import os
 import threading
 import time
@@ -27,7 +28,7 @@ def mirrors_that_answer(mirrors: tuple[str, ...], timeout: float = MIRROR_TIMEOU
         try:
             with urllib.request.urlopen(f"{mirror}t10k-labels-idx1-ubyte.gz", timeout=timeout):
                 answered.add(mirror)
-        except (OSError, ValueError):  # no network, no such host, refused, an HTTP error, a bad URL
+        except (OSError, ValueError, http.client.HTTPException):  # no network or host, refused, HTTP error, bad URL
             pass
 
     threads = [threading.Thread(target=ask, args=(mirror,), daemon=True) for mirror in mirrors]
