@@ -46,10 +46,10 @@ def test_a_config_json_repeats_the_run_exactly(mnist_run, tmp_path):
     assert read_metrics(mnist_run) == [{**m, "time": None} if "time" in m else m for m in read_metrics(again)]
 
 
-def test_resume_continues_to_the_same_weights(mnist_run, tmp_path, data_dir):
+def test_resume_continues_to_the_same_weights(mnist_run, tmp_path, tiny_dir):
     half = tmp_path / "half"
     assert (
-        main(["train", "mnist", "--epochs", "1", "--data-dir", str(data_dir), "--run-dir", str(half), *SMALL_MNIST])
+        main(["train", "mnist", "--epochs", "1", "--data-dir", str(tiny_dir), "--run-dir", str(half), *SMALL_MNIST])
         == 0
     )
     assert main(["train", "--resume", str(half), "--epochs", "2", "--no-progress"]) == 0
@@ -59,8 +59,8 @@ def test_resume_continues_to_the_same_weights(mnist_run, tmp_path, data_dir):
     assert read_metrics(half) == read_metrics(mnist_run)  # the same numbers, Parzen monitor included
 
 
-def test_a_learning_rate_cut_given_on_resume_is_the_run_that_had_it_from_the_start(tmp_path, data_dir):
-    common = ["--data-dir", str(data_dir), *SMALL_MNIST]
+def test_a_learning_rate_cut_given_on_resume_is_the_run_that_had_it_from_the_start(tmp_path, tiny_dir):
+    common = ["--data-dir", str(tiny_dir), *SMALL_MNIST]
     cut = ["--lr-milestones", "1", "--lr-gamma", "0.5"]
     straight, half = tmp_path / "straight", tmp_path / "half"
     assert main(["train", "mnist", "--epochs", "2", *cut, "--run-dir", str(straight), *common]) == 0
@@ -74,7 +74,7 @@ def test_a_learning_rate_cut_given_on_resume_is_the_run_that_had_it_from_the_sta
 
 
 def test_a_branch_from_an_older_checkpoint_is_the_run_that_had_its_flags_from_the_start(
-    mnist_run, tmp_path, data_dir, capsys
+    mnist_run, tmp_path, tiny_dir, capsys
 ):
     cut = ["--lr-milestones", "1", "--lr-gamma", "0.5"]
     straight, branch = tmp_path / "straight", tmp_path / "branch"
@@ -89,7 +89,7 @@ def test_a_branch_from_an_older_checkpoint_is_the_run_that_had_its_flags_from_th
                 "--run-dir",
                 str(straight),
                 "--data-dir",
-                str(data_dir),
+                str(tiny_dir),
                 *SMALL_MNIST,
             ]
         )

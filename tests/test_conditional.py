@@ -57,14 +57,14 @@ def test_conditional_needs_a_labelled_data_set():
             preset_config(name, conditional=True)
 
 
-def test_training_pairs_each_example_with_its_own_label(mnist):
+def test_training_pairs_each_example_with_its_own_label(tiny_mnist):
     from gannet.start import training_examples
 
     config = preset_config("mnist", conditional=True, train_limit=300)
-    examples = training_examples(config, mnist)
+    examples = training_examples(config, tiny_mnist)
     assert examples.shape == (300, 794)
-    assert torch.equal(examples[:, :784], mnist.train[:300])
-    assert torch.equal(examples[:, 784:].argmax(1), mnist.labels["train"][:300])
+    assert torch.equal(examples[:, :784], tiny_mnist.train[:300])
+    assert torch.equal(examples[:, 784:].argmax(1), tiny_mnist.labels["train"][:300])
 
 
 def test_conditional_ring8_puts_each_label_on_its_mode(tmp_path, capsys):
@@ -85,10 +85,10 @@ def test_conditional_ring8_puts_each_label_on_its_mode(tmp_path, capsys):
     assert min(hits) > 0.9, hits
 
 
-def test_conditional_mnist_end_to_end(tmp_path, data_dir, capsys):
+def test_conditional_mnist_end_to_end(tmp_path, tiny_dir, capsys):
     run = tmp_path / "cmnist"
     code, _ = gannet(
-        "train", "mnist", "--conditional", "--epochs", 1, "--data-dir", data_dir, "--run-dir", run, *SMALL_MNIST,
+        "train", "mnist", "--conditional", "--epochs", 1, "--data-dir", tiny_dir, "--run-dir", run, *SMALL_MNIST,
         "--parzen-samples", 500, capsys=capsys,
     )  # fmt: skip
     assert code == 0
@@ -99,7 +99,7 @@ def test_conditional_mnist_end_to_end(tmp_path, data_dir, capsys):
     assert code == 0
     picture = Image.open(tmp_path / "classes.png")
     assert picture.size == (3 * (6 * 30 + 2), 3 * (10 * 30 + 2))  # 10 rows (one per digit) of 6, scale 3
-    code, captured = gannet("eval", "quality", run, "--num-samples", 200, "--data-dir", data_dir, capsys=capsys)
+    code, captured = gannet("eval", "quality", run, "--num-samples", 200, "--data-dir", tiny_dir, capsys=capsys)
     assert code == 0 and "label accuracy" in captured.out
     accuracy = json.loads((run / "quality.json").read_text())["label_accuracy"]
     assert 0 <= accuracy <= 1

@@ -37,19 +37,19 @@ def test_ring8_trains_and_draws_a_scatter_plot(tmp_path):
 
 
 @pytest.fixture
-def image_folder(tmp_path, mnist):
-    """120 MNIST digits as PNG and JPEG files in nested folders, 28 × 28 grey."""
+def image_folder(tmp_path, tiny_mnist):
+    """120 digits of the small MNIST as PNG and JPEG files in nested folders, 28 × 28 grey."""
     root = tmp_path / "digits"
     for i in range(120):
         folder = root / f"class{i % 3}" / ("deep" if i % 2 else "")
         folder.mkdir(parents=True, exist_ok=True)
-        pixels = (mnist.train[i].reshape(28, 28).numpy() * 255).astype(np.uint8)
+        pixels = (tiny_mnist.train[i].reshape(28, 28).numpy() * 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"{i}.{'png' if i % 4 else 'JPG'}")
     (root / "notes.txt").write_text("not an image")
     return root
 
 
-def test_a_folder_of_images_is_decoded_once_and_cached(image_folder, mnist, monkeypatch):
+def test_a_folder_of_images_is_decoded_once_and_cached(image_folder, tiny_mnist, monkeypatch):
     from gannet import data
     from gannet.data import folder
 
@@ -58,7 +58,7 @@ def test_a_folder_of_images_is_decoded_once_and_cached(image_folder, mnist, monk
     assert len(first.valid) == len(first.test) == 6  # 5 % each
     everything = torch.cat([first.train, first.valid, first.test])
     # a PNG round-trips exactly (file 1 is a PNG; every fourth file is a lossy JPEG)
-    assert any(torch.allclose(row, mnist.train[1], atol=1 / 255) for row in everything)
+    assert any(torch.allclose(row, tiny_mnist.train[1], atol=1 / 255) for row in everything)
     assert len(list((data.cache_dir() / "folders").glob("*.npy"))) == 1
 
     def no_decoding(*args):
@@ -125,9 +125,9 @@ def test_check_dataset_is_one_line_or_one_sentence(data_dir, tmp_path):
         check_dataset("svhn")
 
 
-def test_data_check_says_what_is_there_and_where(image_folder, data_dir, capsys):
-    code, out = gannet("data", "check", "--data-dir", data_dir, capsys=capsys)
-    assert code == 0 and f"mnist: present and verified in {data_dir / 'mnist'}" in out.out
+def test_data_check_says_what_is_there_and_where(image_folder, tiny_dir, capsys):
+    code, out = gannet("data", "check", "--data-dir", tiny_dir, capsys=capsys)
+    assert code == 0 and f"mnist: present and verified in {tiny_dir / 'mnist'}" in out.out
     assert "ring8: generated from a fixed seed" in out.out
     code, out = gannet("data", "check", f"folder:{image_folder}", capsys=capsys)
     assert code == 0 and "120 PNG/JPEG images under" in out.out

@@ -184,9 +184,9 @@ def test_eval_parzen_refuses_bad_values_before_sampling(mnist_run, tmp_path, not
     assert (tmp_path / "p.json").read_text() == "{}"
 
 
-def test_eval_parzen_refuses_a_batch_beyond_the_memory(mnist_run, data_dir, tmp_path, monkeypatch, capsys):
+def test_eval_parzen_refuses_a_batch_beyond_the_memory(mnist_run, tiny_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("gannet.outputs.available_memory", lambda: 500_000)  # the samples fit, the blocks do not
-    args = ("eval", "parzen", mnist_run, *PARZEN, "--num-test", 2000, "--batch-size", 2000, "--data-dir", data_dir)
+    args = ("eval", "parzen", mnist_run, *PARZEN, "--num-test", 2000, "--batch-size", 2000, "--data-dir", tiny_dir)
     words = ("--batch-size 2,000 with 50 samples", "needs about 781.2 KB")
     refused(capsys, *args, "-o", tmp_path / "p.json", words=words, unchanged=(tmp_path,))
 
@@ -230,10 +230,10 @@ def test_a_samples_file_larger_than_the_memory_is_refused_before_reading(tmp_pat
     refused(capsys, "eval", "parzen", "--samples", tmp_path / "s.npy", words=("300 samples", "needs about"))
 
 
-def test_eval_parzen_writes_finite_json_only(tmp_path, data_dir, capsys):
+def test_eval_parzen_writes_finite_json_only(tmp_path, tiny_dir, capsys):
     np.save(tmp_path / "s.npy", np.random.default_rng(0).random((40, 784), dtype=np.float32))
     args = ("eval", "parzen", "--samples", tmp_path / "s.npy", "--num-valid", 20, "--num-test", 20, "--no-ceiling")
-    code, _ = gannet(*args, "--data-dir", data_dir, "-o", tmp_path / "p.json", capsys=capsys)
+    code, _ = gannet(*args, "--data-dir", tiny_dir, "-o", tmp_path / "p.json", capsys=capsys)
     assert code == 0
     record = json.loads((tmp_path / "p.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert np.isfinite(record["log_likelihood"])
@@ -330,7 +330,7 @@ def test_curves_draw_a_run_with_one_panel_and_refuse_one_with_none(tmp_path, cap
 
 
 def test_a_checkpoint_cannot_make_figures_create_the_folders_it_names(
-    mnist_run, data_dir, tmp_path, monkeypatch, capsys
+    mnist_run, tiny_dir, tmp_path, monkeypatch, capsys
 ):
     """A checkpoint's config names a data folder where MNIST is not: fig2 looks there, but would
     download only into the usual places (here the test's cache), never into that folder."""
@@ -342,7 +342,7 @@ def test_a_checkpoint_cannot_make_figures_create_the_folders_it_names(
 
     def download(target, progress=True):
         targets.append(Path(target))
-        return data_dir / "mnist"
+        return tiny_dir / "mnist"
 
     monkeypatch.setattr("gannet.data.mnist_idx.download_mnist", download)
     args = ("figures", "fig2", crafted, "--rows", 1, "--columns", 2, "-o", tmp_path / "f2.png")

@@ -16,13 +16,13 @@ from .conftest import gannet
 SMALL = ["--num-samples", "500", "--num-test", "200", "--num-valid", "100", "--device", "cpu"]
 
 
-def test_eval_parzen_of_a_run_reports_and_saves_the_papers_protocol(mnist_run, data_dir, capsys):
-    code, out = gannet("eval", "parzen", mnist_run, *SMALL, "--data-dir", data_dir, capsys=capsys)
+def test_eval_parzen_of_a_run_reports_and_saves_the_papers_protocol(mnist_run, tiny_dir, capsys):
+    code, out = gannet("eval", "parzen", mnist_run, *SMALL, "--data-dir", tiny_dir, capsys=capsys)
     assert code == 0
     record = json.loads((mnist_run / "parzen.json").read_text())
     # the same numbers, computed directly from the API
     generator, config, _ = load_generator(mnist_run)
-    mnist = load_mnist(data_dir / "mnist")
+    mnist = load_mnist(tiny_dir / "mnist")
     direct = evaluate(sample(generator, config, 500, seed=0), mnist.valid[:100], mnist.test[:200])
     assert record["log_likelihood"] == pytest.approx(direct.log_likelihood, rel=1e-9)
     assert record["sigma"] == pytest.approx(direct.sigma)
@@ -32,18 +32,18 @@ def test_eval_parzen_of_a_run_reports_and_saves_the_papers_protocol(mnist_run, d
     direct_ceiling = evaluate(mnist.train[:500], mnist.valid[:100], mnist.test[:200])
     assert record["ceiling"]["log_likelihood"] == pytest.approx(direct_ceiling.log_likelihood, rel=1e-9)
     # the second time the ceiling comes from the cache, with the same numbers
-    code, again = gannet("eval", "parzen", mnist_run, *SMALL, "--data-dir", data_dir, capsys=capsys)
+    code, again = gannet("eval", "parzen", mnist_run, *SMALL, "--data-dir", tiny_dir, capsys=capsys)
     assert code == 0 and json.loads((mnist_run / "parzen.json").read_text()) == record
 
 
-def test_eval_parzen_by_class_scores_each_digit_beside_the_ceiling(mnist_run, data_dir, tmp_path, capsys):
+def test_eval_parzen_by_class_scores_each_digit_beside_the_ceiling(mnist_run, tiny_dir, tmp_path, capsys):
     out_file = tmp_path / "p.json"
     code, out = gannet(
-        "eval", "parzen", mnist_run, *SMALL, "--by-class", "-o", out_file, "--data-dir", data_dir, capsys=capsys
+        "eval", "parzen", mnist_run, *SMALL, "--by-class", "-o", out_file, "--data-dir", tiny_dir, capsys=capsys
     )  # fmt: skip
     assert code == 0
     record = json.loads(out_file.read_text())
-    mnist = load_mnist(data_dir / "mnist")
+    mnist = load_mnist(tiny_dir / "mnist")
     labels = mnist.labels["test"][:200]
     generator, config, _ = load_generator(mnist_run)
     direct = evaluate(sample(generator, config, 500, seed=0), mnist.valid[:100], mnist.test[:200], test_labels=labels)
@@ -66,8 +66,8 @@ def test_eval_parzen_by_class_scores_each_digit_beside_the_ceiling(mnist_run, da
         assert gap == pytest.approx(expected, abs=0.006)
 
 
-def test_eval_parzen_of_a_samples_file(tmp_path, data_dir, capsys):
-    mnist = load_mnist(data_dir / "mnist")
+def test_eval_parzen_of_a_samples_file(tmp_path, tiny_dir, capsys):
+    mnist = load_mnist(tiny_dir / "mnist")
     np.save(tmp_path / "s.npy", mnist.train[:300].numpy())
     np.savez(tmp_path / "s.npz", samples=mnist.train[:300].numpy())
     results = []
@@ -87,7 +87,7 @@ def test_eval_parzen_of_a_samples_file(tmp_path, data_dir, capsys):
             "-o",
             tmp_path / f"{name}.json",
             "--data-dir",
-            data_dir,
+            tiny_dir,
             capsys=capsys,
         )
         assert code == 0
@@ -106,11 +106,11 @@ def test_eval_parzen_of_a_samples_file(tmp_path, data_dir, capsys):
         (np.array([{"a": 1}], dtype=object), "not a readable .npy"),  # a pickle inside: refused
     ],
 )
-def test_bad_samples_files_are_one_sentence(tmp_path, data_dir, array, message, capsys, monkeypatch):
+def test_bad_samples_files_are_one_sentence(tmp_path, tiny_dir, array, message, capsys, monkeypatch):
     np.save(tmp_path / "bad.npy", array, allow_pickle=True)
     # the file is checked first: no waiting for MNIST to load (or download) to hear it is wrong
     monkeypatch.setattr("gannet.data.load_dataset", lambda *a, **k: pytest.fail("data set loaded first"))
-    code, out = gannet("eval", "parzen", "--samples", tmp_path / "bad.npy", "--data-dir", data_dir, capsys=capsys)
+    code, out = gannet("eval", "parzen", "--samples", tmp_path / "bad.npy", "--data-dir", tiny_dir, capsys=capsys)
     assert code == 2 and message in out.err and out.err.count("\n") == 1
 
 
@@ -129,7 +129,7 @@ def test_samples_are_float32_tensors(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_a_seed_means_the_same_samples_and_score_on_a_gpu(mnist_run, data_dir, tmp_path, capsys):
+def test_a_seed_means_the_same_samples_and_score_on_a_gpu(mnist_run, tiny_dir, tmp_path, capsys):
     generator, config, _ = load_generator(mnist_run)
     on_cpu = sample(generator, config, 300, seed=3)
     on_gpu = sample(generator.cuda(), config, 300, seed=3, device="cuda").cpu()
@@ -137,7 +137,7 @@ def test_a_seed_means_the_same_samples_and_score_on_a_gpu(mnist_run, data_dir, t
     scores = {}
     for device in ("cpu", "cuda"):
         out = tmp_path / f"{device}.json"
-        args = [*SMALL[:-2], "--device", device, "--no-ceiling", "-o", out, "--data-dir", data_dir]
+        args = [*SMALL[:-2], "--device", device, "--no-ceiling", "-o", out, "--data-dir", tiny_dir]
         assert gannet("eval", "parzen", mnist_run, *args, capsys=capsys)[0] == 0
         scores[device] = json.loads(out.read_text())
     assert scores["cuda"]["sigma"] == scores["cpu"]["sigma"]

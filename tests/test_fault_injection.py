@@ -187,14 +187,14 @@ def test_a_full_disk_stops_the_run_in_one_sentence_and_the_run_resumes_once_spac
     assert gannet("train", "--resume", run_dir, "--epochs", finished + 1, "--keep-checkpoints", 1)[0] == 0
 
 
-def test_a_full_disk_while_writing_best_safetensors_is_one_sentence(tmp_path, monkeypatch, capsys, data_dir):
+def test_a_full_disk_while_writing_best_safetensors_is_one_sentence(tmp_path, monkeypatch, capsys, tiny_dir):
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "best.safetensors")
 
     monkeypatch.setattr(checkpoints, "save_best", no_space)
     run_dir = tmp_path / "run"
     code, out = gannet(
-        "train", "mnist", "--epochs", 1, "--data-dir", data_dir, "--run-dir", run_dir, *SMALL_MNIST, capsys=capsys
+        "train", "mnist", "--epochs", 1, "--data-dir", tiny_dir, "--run-dir", run_dir, *SMALL_MNIST, capsys=capsys
     )
     assert code == 2
     line = one_sentence(out.err)

@@ -188,7 +188,7 @@ def test_bad_configs_are_one_sentence_and_write_nothing(tmp_path, values, messag
     assert not (tmp_path / "run").exists()
 
 
-def test_a_batch_larger_than_the_data_is_refused(tmp_path, data_dir, capsys):
+def test_a_batch_larger_than_the_data_is_refused(tmp_path, tiny_dir, capsys):
     code, out = gannet(
         "train",
         "mnist",
@@ -197,7 +197,7 @@ def test_a_batch_larger_than_the_data_is_refused(tmp_path, data_dir, capsys):
         "--batch-size",
         100,
         "--data-dir",
-        data_dir,
+        tiny_dir,
         "--run-dir",
         tmp_path / "r",
         capsys=capsys,
@@ -239,9 +239,9 @@ def only_clear_errors(load, cases) -> dict[str, int]:
     return outcomes
 
 
-def test_fuzzed_data_files_end_in_a_clear_error(tmp_path, data_dir):
+def test_fuzzed_data_files_end_in_a_clear_error(tmp_path, tiny_dir):
     name = "t10k-labels-idx1-ubyte"
-    original = (data_dir / "mnist" / f"{name}.gz").read_bytes()
+    original = (tiny_dir / "mnist" / f"{name}.gz").read_bytes()
     raw = gzip.decompress(original)
     path = tmp_path / f"{name}.gz"
 

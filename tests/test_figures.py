@@ -33,9 +33,9 @@ def test_cost_curves_come_from_the_loss_functions():
     assert curves["non-saturating"][0] == pytest.approx(-math.log(0.001))
 
 
-def test_figure2_puts_the_nearest_training_example_in_the_outlined_last_column(mnist_run, data_dir, tmp_path):
+def test_figure2_puts_the_nearest_training_example_in_the_outlined_last_column(mnist_run, tiny_dir, tmp_path):
     code, _ = gannet(
-        "figures", "fig2", mnist_run, "-o", tmp_path / "f2.png", "--rows", 3, "--columns", 4, "--data-dir", data_dir
+        "figures", "fig2", mnist_run, "-o", tmp_path / "f2.png", "--rows", 3, "--columns", 4, "--data-dir", tiny_dir
     )
     assert code == 0
     picture = np.asarray(Image.open(tmp_path / "f2.png").convert("RGB"))

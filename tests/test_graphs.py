@@ -55,10 +55,10 @@ def play(config, mnist, graphed, steps=8):
 
 @needs_cuda
 @pytest.mark.parametrize("update", ["simultaneous", "alternating"])
-def test_replayed_iterations_match_the_eager_ones_bit_for_bit(update, mnist):
+def test_replayed_iterations_match_the_eager_ones_bit_for_bit(update, tiny_mnist):
     config = TrainConfig(update=update, momentum=0.6)  # dropout, the lr decay and momentum all in play
-    eager, eager_stats = play(config, mnist, graphed=False)
-    replayed, replayed_stats = play(config, mnist, graphed=True)
+    eager, eager_stats = play(config, tiny_mnist, graphed=False)
+    replayed, replayed_stats = play(config, tiny_mnist, graphed=True)
     assert torch.equal(eager_stats, replayed_stats)
     for a, b in ((eager.generator, replayed.generator), (eager.discriminator, replayed.discriminator)):
         for (name, p), q in zip(a.named_parameters(), b.parameters()):
@@ -75,8 +75,8 @@ def test_replayed_iterations_match_the_eager_ones_bit_for_bit(update, mnist):
 
 
 @needs_cuda
-def test_a_graphed_run_resumed_mid_way_is_the_eager_run(tmp_path, data_dir):
-    common = ["--device", "cuda", "--data-dir", data_dir, *SMALL_MNIST]
+def test_a_graphed_run_resumed_mid_way_is_the_eager_run(tmp_path, tiny_dir):
+    common = ["--device", "cuda", "--data-dir", tiny_dir, *SMALL_MNIST]
     eager, graphed = tmp_path / "eager", tmp_path / "graphed"
     assert gannet("train", "mnist", "--epochs", 2, "--no-cuda-graphs", "--run-dir", eager, *common)[0] == 0
     assert gannet("train", "mnist", "--epochs", 1, "--run-dir", graphed, *common)[0] == 0

@@ -33,8 +33,8 @@ def test_interpolation_runs_from_one_code_to_the_other(mnist_run):
         assert torch.allclose(path[-1], generator(encoder(b[None]))[0], atol=1e-6)
 
 
-def test_gannet_infer_writes_figures_weights_and_errors(mnist_run, data_dir, tmp_path, capsys):
-    code, out = gannet("infer", mnist_run, "--steps", 200, "--data-dir", data_dir, "-o", tmp_path, capsys=capsys)
+def test_gannet_infer_writes_figures_weights_and_errors(mnist_run, tiny_dir, tmp_path, capsys):
+    code, out = gannet("infer", mnist_run, "--steps", 200, "--data-dir", tiny_dir, "-o", tmp_path, capsys=capsys)
     assert code == 0 and "reconstruction MSE" in out.out
     record = json.loads((tmp_path / "inference.json").read_text())
     assert 0 < record["reconstruction_mse"] < 1 and record["code_mse"] > 0 and record["steps"] == 200

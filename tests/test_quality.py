@@ -44,8 +44,8 @@ def test_the_shipped_classifier_reads_mnist(mnist):
     assert features.shape == (2000, 64)
 
 
-def test_eval_quality_for_mnist_and_ring8(mnist_run, data_dir, tmp_path, capsys):
-    code, out = gannet("eval", "quality", mnist_run, "--num-samples", 500, "--data-dir", data_dir, capsys=capsys)
+def test_eval_quality_for_mnist_and_ring8(mnist_run, tiny_dir, tmp_path, capsys):
+    code, out = gannet("eval", "quality", mnist_run, "--num-samples", 500, "--data-dir", tiny_dir, capsys=capsys)
     assert code == 0 and "MNIST FID" in out.out
     record = json.loads((mnist_run / "quality.json").read_text())
     assert sum(record["class_counts"]) == 500 and 0 <= record["kl_to_uniform"] <= math.log(10) + 1e-9

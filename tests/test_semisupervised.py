@@ -37,8 +37,8 @@ def test_linear_probe_separates_separable_classes_and_not_random_ones():
     assert linear_probe(x[:300], shuffled[:300], x[300:], shuffled[300:], per_class=None) < 0.5
 
 
-def test_eval_features_writes_the_table(mnist_run, data_dir, capsys):
-    code, out = gannet("eval", "features", mnist_run, "--num-train", 2000, "--data-dir", data_dir, capsys=capsys)
+def test_eval_features_writes_the_table(mnist_run, tiny_dir, capsys):
+    code, out = gannet("eval", "features", mnist_run, "--num-train", 2000, "--data-dir", tiny_dir, capsys=capsys)
     assert code == 0 and "10 per class" in out.out and "all 2,000" in out.out
     table = json.loads((mnist_run / "features.json").read_text())["test_accuracy"]
     assert set(table) == {"10", "100", "all"}
