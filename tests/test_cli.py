@@ -1,4 +1,4 @@
-"""The `gannet` command as a user runs it, on real MNIST slices and the 1-D toy."""
+"""The `gannet` command as a user runs it, on small MNIST-format data (tests/tiny_mnist.py) and the 1-D toy."""
 
 import json
 import re

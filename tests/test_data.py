@@ -80,14 +80,18 @@ def test_uncompressed_files_are_accepted(tmp_path, tiny_dir):
 
 @pytest.fixture
 def mirrors(tiny_dir):
-    """Three mirrors on loopback: good (the files MNIST's digests name, here the small MNIST's),
-    corrupt (garbage), dead (nothing listens)."""
+    """Four mirrors on loopback: good (the files MNIST's digests name, here the small MNIST's),
+    corrupt (garbage), broken (a reply that is not HTTP), dead (nothing listens)."""
     good = {f"/good/{p.name}": p.read_bytes() for p in (tiny_dir / "mnist").glob("*.gz")}
     corrupt = {f"/corrupt/{name}": gzip.compress(b"not mnist") for name in (p.split("/")[-1] for p in good)}
     files = {**good, **corrupt}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            if self.path.startswith("/broken/"):
+                self.wfile.write(b"not HTTP at all\r\n\r\n")  # http.client: BadStatusLine
+                self.close_connection = True
+                return
             body = files.get(self.path)
             if body is None:
                 self.send_error(404)
@@ -106,12 +110,18 @@ def mirrors(tiny_dir):
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield {"good": f"{base}/good/", "corrupt": f"{base}/corrupt/", "dead": f"http://127.0.0.1:{dead_port}/"}
+    yield {
+        "good": f"{base}/good/",
+        "corrupt": f"{base}/corrupt/",
+        "broken": f"{base}/broken/",
+        "dead": f"http://127.0.0.1:{dead_port}/",
+    }
     server.shutdown()
 
 
 def test_download_falls_through_dead_and_corrupt_mirrors(tmp_path, mirrors):
-    folder = data.download_mnist(tmp_path, (mirrors["dead"], mirrors["corrupt"], mirrors["good"]), progress=False)
+    sources = (mirrors["dead"], mirrors["corrupt"], mirrors["broken"], mirrors["good"])
+    folder = data.download_mnist(tmp_path, sources, progress=False)
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.gz" for n in data.MNIST_FILES)
     loaded = data.load_mnist(folder)
     assert loaded.train.shape == (tiny_mnist.TRAIN, 784)
@@ -121,8 +131,9 @@ def test_download_falls_through_dead_and_corrupt_mirrors(tmp_path, mirrors):
 
 def test_failed_download_names_each_mirror_and_leaves_nothing(tmp_path, mirrors):
     with pytest.raises(GannetError) as error:
-        data.download_mnist(tmp_path, (mirrors["dead"], mirrors["corrupt"]), progress=False)
+        data.download_mnist(tmp_path, (mirrors["dead"], mirrors["corrupt"], mirrors["broken"]), progress=False)
     message = str(error.value)
+    assert mirrors["broken"] in message  # not HTTP: the next mirror, then this sentence
     assert mirrors["dead"] in message and "refused" in message.lower()
     assert mirrors["corrupt"] in message and "does not hold MNIST" in message
     assert os.listdir(tmp_path / "mnist") == []  # no half-written or temporary file

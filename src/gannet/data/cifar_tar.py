@@ -5,6 +5,7 @@ contrast-normalised as the 2014 code did."""
 from __future__ import annotations
 
 import codecs
+import http.client
 import io
 import os
 import pickle
@@ -128,7 +129,7 @@ def download_cifar10(root: str | os.PathLike, urls: tuple[str, ...] = CIFAR10_UR
         try:
             fetch(url, destination, "cifar-10", progress, verify_cifar10_archive)
             return destination
-        except (OSError, urllib.error.URLError, GannetError) as error:
+        except (OSError, http.client.HTTPException, urllib.error.URLError, GannetError) as error:
             failures.append(f"{url} ({str(getattr(error, 'reason', None) or error).rstrip('.')})")
     raise GannetError(f"Could not download CIFAR-10: every source failed: {'; '.join(failures)}.")
 

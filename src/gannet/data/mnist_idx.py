@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import urllib.error
 import warnings
@@ -133,7 +134,7 @@ def download_mnist(root: str | os.PathLike, mirrors: tuple[str, ...] = MNIST_MIR
                     lambda tmp, source: verify_mnist_content(name, _read_content(tmp), source),  # noqa: B023 (runs now)
                 )
                 break
-            except (OSError, urllib.error.URLError, GannetError) as error:
+            except (OSError, http.client.HTTPException, urllib.error.URLError, GannetError) as error:
                 reason = getattr(error, "reason", None) or error
                 failures.append(f"{mirror} ({reason})")
         else:
