@@ -41,6 +41,21 @@ class MetricsWriter:
                 if name != "step" and isinstance(value, int | float):
                     self._tb.add_scalar(name, value, step)
 
+    def image(self, name: str, path: Path, step: int) -> None:
+        """A picture the run wrote (a PNG), shown in TensorBoard's images tab at `step`."""
+        if self._tb is not None:
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(path) as picture:
+                pixels = np.asarray(picture.convert("RGB"))  # (H, W, 3) uint8: grids, scatters, histograms alike
+            self._tb.add_image(name, pixels, step, dataformats="HWC")
+
+    def text(self, name: str, text: str) -> None:
+        """A text shown in TensorBoard's text tab (Markdown)."""
+        if self._tb is not None:
+            self._tb.add_text(name, text, 0)
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:

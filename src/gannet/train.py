@@ -11,6 +11,7 @@ the loop waits for it.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import sys
@@ -96,6 +97,8 @@ class Loop:
             dynamic_ncols=True,
             disable=(None if progress_bar is None else not progress_bar) if run.main else True,  # None: a terminal
         )
+        if self.writer is not None and not run.resumed:  # TensorBoard's text tab: the resolved config
+            self.writer.text("config", f"```\n{json.dumps(run.config.to_dict(), indent=2)}\n```")
 
     def __enter__(self) -> Loop:
         return self
@@ -244,7 +247,8 @@ class Loop:
         )
 
     def picture(self) -> None:
-        """samples/epoch-NNNN.png: the generator on the fixed noise (with D's view for toys)."""
+        """samples/epoch-NNNN.png: the generator on the fixed noise (with D's view for toys), also
+        logged to TensorBoard."""
         run, epoch = self.run, self.run.progress.epoch
         G, D = run.players.generator.eval(), run.players.discriminator.eval()
         with torch.no_grad():
@@ -253,6 +257,7 @@ class Loop:
         save_samples_picture(samples, run.data.shape, path, run.data.train, discriminator=D, title=f"epoch {epoch}")
         G.train()
         D.train()
+        self.writer.image("samples", path, run.progress.step)  # beside the scalars in TensorBoard
 
     # --- checkpoints and stops ---------------------------------------------------------------
 
