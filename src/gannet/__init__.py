@@ -9,6 +9,8 @@ The Python API the `gannet` command is a layer over:
     path, _ = average_checkpoints("runs/mnist", first=280, last=550, every=10)  # the mean generator
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from gannet.averaging import average_checkpoints
 from gannet.config import TrainConfig
 from gannet.errors import GannetError
@@ -17,4 +19,7 @@ from gannet.sampling import load_generator, sample
 from gannet.train import train
 
 __all__ = ["GannetError", "TrainConfig", "average_checkpoints", "load_generator", "preset_config", "sample", "train"]
-__version__ = "0.1.0"
+try:
+    __version__ = version("gannet")  # pyproject.toml's, the one place the version is written
+except PackageNotFoundError:  # run from a source tree that was never installed (PYTHONPATH=src)
+    __version__ = "0+unknown"

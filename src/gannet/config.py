@@ -151,7 +151,10 @@ class TrainConfig:
     )
     # --- bookkeeping -----------------------------------------------------------------------
     seed: int = option(0, "Random seed: the same seed on the same CPU gives the same numbers.")
-    device: str = option("auto", "Where to train: auto (cuda if present), cpu, cuda, cuda:1, ...")
+    device: str = option(
+        "auto",
+        "Where to train: auto (a CUDA GPU if present, else Apple's MPS if present, else cpu), cpu, cuda, cuda:1, mps",
+    )
     cuda_graphs: bool = option(
         True,
         "On a CUDA GPU, record each training iteration as a CUDA graph and replay it (one launch instead of "

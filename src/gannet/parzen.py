@@ -386,6 +386,8 @@ def monitor_parzen(
     z = sample_codes(config, config.parzen_samples, generator=torch.Generator().manual_seed(config.seed))
     samples = torch.cat([G(chunk.to(device)) for chunk in z.split(10_000)])
     G.train()
+    if torch.device(device).type == "mps":  # Apple's GPU has no float64, which the estimate sums in
+        samples, device = samples.cpu(), "cpu"
     lls = parzen_log_likelihoods(data.valid[-MONITOR_VALID:].to(device), samples, PAPER_SIGMAS).mean(dim=1)
     best = int(lls.argmax())
     return {name: lls[best].item(), name.replace("valid", "sigma"): PAPER_SIGMAS[best]}

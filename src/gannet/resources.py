@@ -177,16 +177,31 @@ def check_folder_fits(folder: str, images: int, size: int, channels: int) -> Non
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    """The device a --device value names ("auto": a CUDA GPU if there is one, else the CPU)."""
+def resolve_device(name: str, float64: bool = False) -> torch.device:
+    """The device a --device value names. "auto": a CUDA GPU if there is one, else Apple's GPU
+    (MPS) if there is one, else the CPU. `float64`: the work needs double precision, which MPS
+    lacks, so "auto" passes over MPS and an explicit "mps" is refused."""
     import torch  # here: validate() reads this module and stays cheap
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() and not float64 else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise GannetError(f"--device {name!r} is not a device name (try cpu, cuda or cuda:0).") from None
+        raise GannetError(f"--device {name!r} is not a device name (try cpu, cuda, cuda:0 or mps).") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GannetError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here.")
+    if device.type == "mps" and not _mps_available():
+        raise GannetError(f"--device {name} was asked for, but PyTorch sees no Apple GPU (MPS) here.")
+    if device.type == "mps" and float64:
+        raise GannetError(f"--device {name}: Apple's GPU (MPS) has no float64, which this needs; use --device cpu.")
     return device
+
+
+def _mps_available() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)  # absent from some builds of torch
+    return bool(mps is not None and mps.is_available())

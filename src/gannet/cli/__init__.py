@@ -11,9 +11,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from gannet import __version__, presets
 from gannet import config as config_module
-from gannet import presets
 from gannet.cli.evaluate import add_eval_parser, cmd_eval
+from gannet.cli.export import add_completion_parser, add_export_parser, cmd_completion, cmd_export
 from gannet.cli.figures import add_figures_parser, cmd_figures
 from gannet.cli.parsing import Parser, add_config_flags, add_shared_flags, config_flags, suggest
 from gannet.config import FIELDS, TrainConfig
@@ -32,6 +33,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="load gannet checkpoints that carry no SHA-256 digest (old or edited files); accepted anywhere",
     )
+    parser.add_argument("--version", action="version", version=f"gannet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -85,6 +87,7 @@ def build_parser() -> Parser:
 
     add_eval_parser(sub)
     add_figures_parser(sub)
+    add_export_parser(sub)
     sub.add_parser("theory", help="check Proposition 1 and Theorem 1 numerically", allow_abbrev=False)
 
     infer = sub.add_parser(
@@ -117,6 +120,7 @@ def build_parser() -> Parser:
     download = data_sub.add_parser("download", help="download and verify a data set")
     download.add_argument("name", choices=["mnist", "cifar10"])
     add_shared_flags(download, data_dir="where to put it [$GANNET_DATA, else the per-user cache]")
+    add_completion_parser(sub)
     return parser
 
 
@@ -286,6 +290,7 @@ COMMANDS = {
     "sample": cmd_sample,
     "average": cmd_average,
     "eval": cmd_eval,
+    "export": cmd_export,
     "presets": cmd_presets,
     "data": cmd_data,
 }
@@ -307,6 +312,8 @@ def run(argv: list[str]) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         raise GannetError(suggest(parser, argv, unknown))
+    if args.command == "completion":  # the one command that reads the parser itself
+        return cmd_completion(args, parser)
     return COMMANDS[args.command](args)
 
 

@@ -40,7 +40,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     parzen.add_argument("--batch-size", type=int, help="test rows per chunk [chosen to bound memory]")
     add_shared_flags(
         parzen,
-        device="auto (cuda if present), cpu, cuda, ...",
+        device="auto (cuda if present, else cpu: the estimate sums in float64, which Apple's MPS lacks), cpu, cuda",
         seed="noise seed for the samples",
         data_dir="data folder of the test and validation images",
         progress="show the progress bars",
@@ -204,7 +204,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     output = args.output or (run_dir_of(args.source) / "parzen.json" if args.source is not None else None)
     if output is not None:
         output = check_writable(output, (".json",))
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, float64=True)
     # the samples first: a wrong file or model is reported before the data set is loaded and verified
     if args.samples is not None:
         samples = load_samples_file(args.samples, math.prod(data.DATA_SHAPES[args.dataset]))
