@@ -60,7 +60,25 @@ def test_a_resume_names_its_preset_or_none_and_says_where_it_starts(toy_run, tmp
         f"gannet: branching {branch} off {first}, from step 100 (after epoch 1 of 2)" in out.err.splitlines()
     )  # its config: 2 epochs
     code, out = gannet("train", "toy1d", "--epochs", 1, "--run-dir", tmp_path / "new", "--no-progress", capsys=capsys)
-    assert code == 0 and out.err.startswith(f"gannet: training 'toy1d' for 1 epochs in {tmp_path / 'new'}\n")
+    assert code == 0 and out.err.startswith(f"gannet: training 'toy1d' for 1 epoch in {tmp_path / 'new'}\n")
+
+
+def test_a_resume_keeps_the_checkpoints_kept_before_and_may_take_the_runs_own_config(tmp_path, capsys):
+    run_dir = tmp_path / "kept"
+    train(preset_config("toy1d", epochs=4, keep_every=1, keep_checkpoints=1), run_dir, progress_bar=False)
+    names = [f"epoch-{e:04d}.safetensors" for e in range(1, 6)]
+    assert [p.name for p in checkpoints.checkpoint_paths(run_dir)] == names[:4]
+    # a preset's config: --keep-every 0 from now on, but what was kept under 1 stays for `gannet average`
+    train(preset_config("toy1d", epochs=5, keep_checkpoints=1), run_dir, resume=True, progress_bar=False)
+    assert [p.name for p in checkpoints.checkpoint_paths(run_dir)] == names
+    # no config: the run's own (config.json, now epochs 5): nothing left to train, and it says so
+    capsys.readouterr()
+    assert train(None, run_dir, resume=True, progress_bar=False) == run_dir
+    err = capsys.readouterr().err
+    assert "(after epoch 5 of 5; nothing to train: raise --epochs to go on)" in err
+    assert [p.name for p in checkpoints.checkpoint_paths(run_dir)] == names
+    with pytest.raises(GannetError, match="needs a config, unless it resumes"):
+        train(None, tmp_path / "fresh")
 
 
 @pytest.mark.parametrize(

@@ -79,9 +79,9 @@ def save(
     keep_every: int = 0,
 ) -> Path:
     """Write a checkpoint of `state` (its "epoch", "step" and "progress" name it), then delete
-    all but the `keep` newest and, with `keep_every`, those after a multiple of `keep_every`
-    epochs (for `gannet average`). Returns the weights file. A failed write (a full disk, say) is an
-    OSError naming the checkpoint; the previous one is untouched."""
+    all but the `keep` newest and those after a multiple of `keep_every` epochs (for `gannet
+    average`), now or when the checkpoint was written. Returns the weights file. A failed write (a
+    full disk, say) is an OSError naming the checkpoint; the previous one is untouched."""
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     epoch, step = state["epoch"], state["step"]
@@ -99,11 +99,23 @@ def save(
         raise OSError(error.errno, error.strerror or str(error), f"checkpoint {path.name}") from None
     for old in checkpoint_paths(run_dir)[:-keep]:
         epoch, step = _NAME.search(old.name).groups()
-        if keep_every and step is None and int(epoch) % keep_every == 0:
+        if step is None and any(every and int(epoch) % every == 0 for every in (keep_every, _kept_every(old))):
             continue
         state_path(old).unlink(missing_ok=True)
         old.unlink(missing_ok=True)
     return path
+
+
+def _kept_every(path: Path) -> int:
+    """The --keep-every a checkpoint was written under (0 if unreadable): a checkpoint kept then is
+    never pruned later, when a resumed run lowers --keep-every (`gannet average` may need it)."""
+    try:
+        with safe_open(path, "pt") as f:
+            values = json.loads((f.metadata() or {}).get("config", "{}"))
+        every = values.get("keep_every", 0) if isinstance(values, dict) else 0
+        return every if type(every) is int and every > 0 else 0
+    except Exception:  # noqa: BLE001 (safetensors' own error type, a cut file, bad JSON): not spared
+        return 0
 
 
 def save_best(

@@ -166,7 +166,8 @@ class TrainConfig:
     keep_every: int = option(
         0,
         "Also keep the checkpoint of every N-th epoch (0: none), for `gannet average` "
-        "(an MNIST checkpoint takes ~30 MB, ~50 MB with --average-from).",
+        "(an MNIST checkpoint takes ~30 MB, ~50 MB with --average-from). Lowering it on --resume "
+        "keeps those kept before.",
     )
     grid_size: int = option(10, "Sample grids are N x N images.")
     parzen_every: int = option(

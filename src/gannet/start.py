@@ -76,13 +76,13 @@ def start(
         check_resume(previous, config)  # before any data is read
 
     main = cluster is None or cluster.main
-    if main and not resumed:  # a resume says where it starts once its checkpoint is read
-        print(f"gannet: {announcement(config, run_dir, Progress(), resumed, branch)}", file=sys.stderr)
     device = resolve_device(config.device)
     if cluster is not None:
         device = dist.device_for(cluster, device)
     if data is None:
         data = dataset_for(config, progress_bar if main else False)
+    if main and not resumed:  # once its device and data are there; a resume, once its checkpoint is read
+        print(f"gannet: {announcement(config, run_dir, Progress(), resumed, branch)}", file=sys.stderr)
     train_set = training_examples(config, data).to(device)  # resident on the device
     steps_per_epoch = len(train_set) // examples_per_step(config)
     if steps_per_epoch == 0:
@@ -123,11 +123,13 @@ def start(
 def announcement(config: TrainConfig, run_dir: Path, progress: Progress, resumed: bool, branch: Path | None) -> str:
     """The line that says what starts: a fresh run, a resume (from which step), or a branch."""
     if not resumed:
-        return f"training '{config.preset}' for {config.epochs} epochs in {run_dir}"
+        return f"training '{config.preset}' for {config.epochs} epoch{'s' * (config.epochs != 1)} in {run_dir}"
     inside = progress.order is not None
     where = (
         f"inside epoch {progress.epoch + 1}" if inside else f"after epoch {progress.epoch}"
     ) + f" of {config.epochs}"
+    if progress.epoch == config.epochs:
+        where += "; nothing to train: raise --epochs to go on"
     if branch is not None:
         return f"branching {run_dir} off {branch}, from step {progress.step} ({where})"
     return f"resuming '{config.preset}' in {run_dir} from step {progress.step} ({where})"

@@ -5,6 +5,7 @@ for what a resumed run may change."""
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from gannet import checkpoints
+from gannet import config as config_module
 from gannet import distributed as dist
 from gannet.config import FIELDS, RESUMABLE, TrainConfig, flag
 from gannet.errors import GannetError
@@ -52,6 +54,19 @@ def follow_schedule(players: Players) -> None:
     for scheduler in (players.scheduler_g, players.scheduler_d):
         scheduler.last_epoch -= 1
         scheduler.step()  # back to the same count: lr = base lr × this config's rule(count)
+
+
+def resumed_config(run_dir: str | os.PathLike | None, resume: bool | str | os.PathLike) -> TrainConfig:
+    """The config a resume goes on with when none is given: the run's own (its config.json, or
+    the checkpoint's that a branch starts from)."""
+    if resume is False:
+        raise GannetError("train() needs a config, unless it resumes a run (resume=True or a checkpoint).")
+    if resume is True:
+        if run_dir is None:
+            raise GannetError("Resuming needs the run directory to go on in.")
+        return config_module.load(Path(run_dir) / "config.json")
+    _, metadata, path = checkpoints.load_weights(resume)
+    return checkpoints.checkpoint_config(metadata, path)
 
 
 def check_resume(previous: TrainConfig, config: TrainConfig, progress: Progress | None = None) -> None:

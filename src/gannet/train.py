@@ -35,11 +35,11 @@ from gannet.optim import momentum_at, scheduled_lrs, set_momentum
 from gannet.parzen import monitor_parzen
 from gannet.runs import RunLock, next_step
 from gannet.start import Run, start
-from gannet.state import training_state
+from gannet.state import resumed_config, training_state
 
 
 def train(
-    config: TrainConfig,
+    config: TrainConfig | None,
     run_dir: str | Path | None = None,
     *,
     resume: bool | str | Path = False,
@@ -53,14 +53,16 @@ def train(
     directory (its newest checkpoint), starts run_dir as a branch of that run: a new folder that
     begins with the run's history up to that checkpoint and trains on from it (say with other
     lr milestones), the source run untouched. A resumed run keeps its config but for the fields
-    in config.RESUMABLE (a GannetError says which others changed).
+    in config.RESUMABLE (a GannetError says which others changed); those it takes from `config`,
+    so pass the run's own (or None: the run's config.json, or the branch checkpoint's) to keep its
+    checkpoint rotation and schedule as they were.
 
     progress_bar: True / False, or None to show it only on a terminal. Ctrl-C or SIGTERM:
     the current step finishes, a checkpoint is written, and TrainingInterrupted is raised.
     Started by torchrun, each process trains its share of every batch (distributed.py).
     """
-    config.validate()
     resume = resume if isinstance(resume, str | os.PathLike) else bool(resume)
+    config = (config if config is not None else resumed_config(run_dir, resume)).validate()
     cluster = dist.join(config)
     owner: list[RunLock] = []  # rank 0's lock on the run directory, held until the run ends
     try:
