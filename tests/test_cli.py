@@ -195,6 +195,7 @@ def test_same_seed_same_numbers(tmp_path):
         (["train", "mnist", "--lr", "fast"], "invalid float value: 'fast'"),
         (["sample", "/no/such/run"], "No run directory or checkpoint at /no/such/run."),
         (["train", "--resume", "/no/such/run"], "not a gannet run directory"),
+        (["eval"], "required: METRIC (one of parzen, quality, features)"),
     ],
 )
 def test_bad_input_is_one_sentence(args, message, capsys):

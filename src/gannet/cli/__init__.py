@@ -98,7 +98,7 @@ def build_parser() -> Parser:
         "regress the z that produced G(z), then reconstruct and interpolate real images.",
     )
     infer.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
-    infer.add_argument("--steps", type=int, default=2000, help="training steps of E, batch 100 [2000]")
+    infer.add_argument("--steps", type=int, default=2000, help="training steps of E, batch 100, at least 100 [2000]")
     add_shared_flags(
         infer,
         seed="seed",

@@ -17,6 +17,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         where = "" if self.prog == "gannet" else f"{self.prog}: "  # main() already says "gannet: error:"
+        for action in self._actions:  # a sub-command left out: name the ones there are
+            if isinstance(action, argparse._SubParsersAction) and message.endswith(f"required: {action.metavar}"):
+                message += f" (one of {', '.join(action.choices)})"
         raise GannetError(f"{where}{message}.")
 
 
