@@ -144,7 +144,7 @@ def test_a_seed_means_the_same_samples_and_score_on_a_gpu(mnist_run, tiny_dir, t
     assert scores["cuda"]["log_likelihood"] == pytest.approx(scores["cpu"]["log_likelihood"], abs=1e-3)
 
 
-def test_eval_and_figures_read_the_runs_own_data_folder(mnist_run, data_dir, tmp_path, monkeypatch, capsys):
+def test_eval_and_figures_read_the_runs_own_data_folder(mnist_run, tiny_dir, tmp_path, monkeypatch, capsys):
     """mnist_run was trained with --data-dir: without one, eval and figures read that folder, not
     $GANNET_DATA or the per-user cache, and download nothing."""
     empty = tmp_path / "empty"
@@ -154,7 +154,7 @@ def test_eval_and_figures_read_the_runs_own_data_folder(mnist_run, data_dir, tmp
     code, out = gannet("eval", "parzen", mnist_run, *SMALL, "--no-ceiling", "-o", tmp_path / "p.json", capsys=capsys)
     assert code == 0, out.err
     generator, config, _ = load_generator(mnist_run)
-    mnist = load_mnist(data_dir / "mnist")
+    mnist = load_mnist(tiny_dir / "mnist")
     direct = evaluate(sample(generator, config, 500, seed=0), mnist.valid[:100], mnist.test[:200])
     assert json.loads((tmp_path / "p.json").read_text())["log_likelihood"] == pytest.approx(direct.log_likelihood)
     args = ("figures", "fig2", mnist_run, "--rows", 1, "--columns", 2, "-o", tmp_path / "f2.png")

@@ -45,7 +45,7 @@ def test_gannet_infer_writes_figures_weights_and_errors(mnist_run, tiny_dir, tmp
     assert code == 2 and "--steps must be at least 100" in out.err
 
 
-def test_infer_returns_the_record_it_writes(mnist_run, data_dir, tmp_path):
-    record, out = infer(mnist_run, tmp_path / "inference", steps=100, data_dir=data_dir, progress=False)
+def test_infer_returns_the_record_it_writes(mnist_run, tiny_dir, tmp_path):
+    record, out = infer(mnist_run, tmp_path / "inference", steps=100, data_dir=tiny_dir, progress=False)
     assert out == tmp_path / "inference" and json.loads((out / "inference.json").read_text()) == record
     assert record["steps"] == 100 and len(record["training_loss_every_100"]) == 1
