@@ -106,9 +106,12 @@ class Loop:
         return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> None:
-        self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            self.bar.close()
+            if self.writer is not None:
+                self.writer.close()  # flushes TensorBoard's events: may meet the full disk the run stopped on
+        except OSError as closing:
+            error = error or closing
         if isinstance(error, OSError):  # a full disk or a lost mount while writing a picture, a log, a file
             what = Path(str(error.filename)).name if error.filename else "to the run directory"
             raise GannetError(
