@@ -58,6 +58,8 @@ def test_figure3_rows_walk_between_two_points_in_z(mnist_run):
 
 def test_image_figures_write_png_pdf_and_svg(mnist_run, tmp_path):
     assert gannet("figures", "fig3", mnist_run, "-o", tmp_path / "f3", "--format", "pdf")[0] == 0
+    assert gannet("figures", "fig3", mnist_run, "-o", tmp_path / "f3.png", "--format", "svg")[0] == 2  # which one?
+    assert not (tmp_path / "f3.svg").exists() and not (tmp_path / "f3.png").exists()
     assert (tmp_path / "f3.pdf").read_bytes()[:4] == b"%PDF"
     assert gannet("figures", "costs", "-o", tmp_path / "c.svg")[0] == 0
     assert b"<svg" in (tmp_path / "c.svg").read_bytes()[:500]

@@ -50,9 +50,13 @@ def add_figures_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from gannet import figures
+    from gannet.errors import GannetError
     from gannet.outputs import IMAGE_SUFFIXES, check_writable
 
     output = args.output or Path(f"{args.figure}.png")
+    suffix = output.suffix.lower()
+    if args.format and suffix in IMAGE_SUFFIXES and suffix != f".{args.format}":
+        raise GannetError(f"-o {output.name} and --format {args.format} disagree; give one of them.")
     if args.format and output.name not in ("", ".", ".."):
         output = output.with_suffix(f".{args.format}")
     output = check_writable(output, IMAGE_SUFFIXES)
