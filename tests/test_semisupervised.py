@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from gannet.networks import Discriminator
@@ -46,3 +47,33 @@ def test_eval_features_writes_the_table(mnist_run, tiny_dir, capsys):
     assert table["all"]["pixels"] > table["10"]["pixels"]  # more labels help a pixel classifier
     code, out = gannet("eval", "features", mnist_run, "--num-train", 50, capsys=capsys)
     assert code == 2 and "--num-train must be at least 100" in out.err
+
+
+def test_eval_features_probes_the_inference_nets_code_when_there_is_one(mnist_run, tiny_dir, tmp_path, capsys):
+    from gannet.inference import infer, load_encoder
+    from gannet.sampling import load_generator
+    from gannet.semisupervised import encoder_features, linear_probe
+
+    _, folder = infer(mnist_run, tmp_path / "inference", steps=100, data_dir=tiny_dir, progress=False)
+    encoder_file = folder / "encoder.safetensors"
+    args = ("eval", "features", mnist_run, "--num-train", 2000, "--encoder", encoder_file, "-o", tmp_path / "f.json")
+    code, out = gannet(*args, capsys=capsys)
+    assert code == 0 and "E(x)" in out.out
+    record = json.loads((tmp_path / "f.json").read_text())
+    assert record["encoder"] == str(encoder_file) and set(record["test_accuracy"]["10"]) == {
+        "discriminator", "pixels", "encoder"
+    }  # fmt: skip
+    # the figure is the probe on E(x) itself, recomputed
+    _, config, _ = load_generator(mnist_run)
+    E = load_encoder(encoder_file, config, 784)
+    from gannet.data import load_mnist
+
+    mnist = load_mnist(tiny_dir / "mnist")
+    codes = encoder_features(E, mnist.train[:2000])
+    assert codes.shape == (2000, config.latent_dim)
+    direct = linear_probe(
+        codes, mnist.labels["train"][:2000], encoder_features(E, mnist.test), mnist.labels["test"], 10
+    )
+    assert record["test_accuracy"]["10"]["encoder"] == pytest.approx(direct, abs=1e-12)
+    code, out = gannet("eval", "features", mnist_run, "--encoder", tmp_path / "none.safetensors", capsys=capsys)
+    assert code == 2 and "No encoder at" in out.err

@@ -39,6 +39,20 @@ def make_encoder(config: TrainConfig, data_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(width, config.latent_dim))
 
 
+def load_encoder(path: str | os.PathLike, config: TrainConfig, data_dim: int) -> nn.Sequential:
+    """The encoder `gannet infer` wrote (encoder.safetensors) for a generator of `config`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    encoder = make_encoder(config, data_dim)
+    try:
+        encoder.load_state_dict(load_file(str(path)))
+    except (OSError, SafetensorError, RuntimeError) as error:
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise GannetError(f"{path} is not an encoder of this run's generator ({detail}).") from None
+    return encoder.eval()
+
+
 def train_encoder(
     generator: Generator,
     config: TrainConfig,

@@ -1,6 +1,6 @@
 """Semi-supervised use of the discriminator (paper §7): a linear classifier on D's hidden
-features, trained with few labels, against the same classifier on raw pixels
-(`gannet eval features`).
+features, trained with few labels, against the same classifier on raw pixels and, where
+`gannet infer` trained one, on the inference net's code E(x) (`gannet eval features`).
 
 Features: the outputs of D's maxout layers, concatenated (240 + 240 for the MNIST preset), in
 evaluation mode (no dropout). Both feature sets are standardised with statistics of the whole
@@ -28,6 +28,13 @@ def discriminator_features(D: Discriminator, x: torch.Tensor, batch: int = 5000)
             layers.append(h)
         out.append(torch.cat(layers, dim=1))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def encoder_features(E: torch.nn.Module, x: torch.Tensor, batch: int = 5000) -> torch.Tensor:
+    """(N, latent_dim): the inference net's code E(x) of each image."""
+    E.eval()
+    return torch.cat([E(chunk) for chunk in x.split(batch)])
 
 
 def labelled_subset(labels: torch.Tensor, per_class: int | None, seed: int = 0) -> torch.Tensor:
@@ -65,13 +72,17 @@ def linear_probe(train_x, train_y, test_x, test_y, per_class: int | None, seed: 
     return (predicted == test_y).double().mean().item()
 
 
-def probe_table(D: Discriminator, train, train_y, test, test_y, sizes=(10, 100, None)) -> dict[str, dict[str, float]]:
-    """{"10" / "100" / "all": {"discriminator": acc, "pixels": acc}}."""
-    feats_train, feats_test = discriminator_features(D, train), discriminator_features(D, test)
+def probe_table(
+    D: Discriminator, train, train_y, test, test_y, sizes=(10, 100, None), encoder: torch.nn.Module | None = None
+) -> dict[str, dict[str, float]]:
+    """{"10" / "100" / "all": {"discriminator": acc, "pixels": acc[, "encoder": acc]}}."""
+    features = {"discriminator": (discriminator_features(D, train), discriminator_features(D, test))}
+    features["pixels"] = (train, test)
+    if encoder is not None:
+        features["encoder"] = (encoder_features(encoder, train), encoder_features(encoder, test))
     table = {}
     for n in sizes:
         table["all" if n is None else str(n)] = {
-            "discriminator": linear_probe(feats_train, train_y, feats_test, test_y, n),
-            "pixels": linear_probe(train, train_y, test, test_y, n),
+            name: linear_probe(x_train, train_y, x_test, test_y, n) for name, (x_train, x_test) in features.items()
         }
     return table

@@ -85,6 +85,11 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     features.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
     add_shared_flags(features, data_dir="data folder of MNIST")
     features.add_argument("--num-train", type=int, help="use the first N training images [all 50,000]")
+    features.add_argument(
+        "--encoder",
+        type=Path,
+        help="an E(x) from `gannet infer`, probed too [RUN_DIR/inference/encoder.safetensors if any]",
+    )
     add_shared_flags(features, output="JSON result [RUN_DIR/features.json]")
 
 
@@ -98,6 +103,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_features(args: argparse.Namespace) -> int:
     from gannet import checkpoints, data
+    from gannet.inference import load_encoder
     from gannet.networks import build_networks
     from gannet.outputs import check_writable, write_json
     from gannet.sampling import checkpoint_dataset
@@ -117,13 +123,23 @@ def cmd_features(args: argparse.Namespace) -> int:
     discriminator.load_state_dict(checkpoints.split_weights(tensors)[1])
     mnist = checkpoint_dataset(config, args.data_dir)
     n = args.num_train or len(mnist.train)
-    table = probe_table(discriminator, mnist.train[:n], mnist.labels["train"][:n], mnist.test, mnist.labels["test"])
+    encoder_path = args.encoder or checkpoints.run_dir_of(args.source) / "inference" / "encoder.safetensors"
+    encoder = None
+    if args.encoder is not None or encoder_path.is_file():
+        if not encoder_path.is_file():
+            raise GannetError(f"No encoder at {encoder_path}; `gannet infer` trains one.")
+        encoder = load_encoder(encoder_path, config, mnist.train.shape[1])
+    train_x, train_y = mnist.train[:n], mnist.labels["train"][:n]
+    table = probe_table(discriminator, train_x, train_y, mnist.test, mnist.labels["test"], encoder=encoder)
     print(f"{path}: test accuracy of a linear classifier (logistic regression)")
-    print(f"  {'labels':<18} {'D features':>10} {'raw pixels':>10}")
+    columns = {"discriminator": "D features", "pixels": "raw pixels", "encoder": "E(x)"}
+    shown = [name for name in columns if name in table["all"]]
+    print(f"  {'labels':<18} " + " ".join(f"{columns[name]:>10}" for name in shown))
     for n, row in table.items():
         label = f"all {len(mnist.train[: args.num_train or None]):,}" if n == "all" else f"{n} per class"
-        print(f"  {label:<18} {row['discriminator']:>10.4f} {row['pixels']:>10.4f}")
-    write_json(output, {"source": str(path), "test_accuracy": table})
+        print(f"  {label:<18} " + " ".join(f"{row[name]:>10.4f}" for name in shown))
+    record = {"source": str(path), "test_accuracy": table}
+    write_json(output, {**record, "encoder": str(encoder_path)} if encoder is not None else record)
     print(f"  saved to {output}")
     return 0
 
