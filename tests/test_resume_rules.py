@@ -10,7 +10,7 @@ from gannet import checkpoints, train
 from gannet.config import FIELDS, RESUMABLE, TrainConfig
 from gannet.data import toy1d
 from gannet.errors import GannetError
-from gannet.game import STAT_NAMES, make_players, step
+from gannet.game import STAT_NAMES, examples_per_step, make_players, step
 from gannet.networks import ACTIVATIONS
 from gannet.presets import preset_config
 from tests.conftest import gannet
@@ -93,7 +93,7 @@ def test_every_allowed_value_of_a_choice_trains(name):
         config = preset_config("toy1d", **{name: [value] if name == "generator_activations" else value})
         torch.manual_seed(0)
         players = make_players(config, data, torch.device("cpu"))
-        batch = data.train[: config.batch_size * (config.k if config.update == "alternating" else 1)]
+        batch = data.train[: examples_per_step(config)]
         stats = dict(zip(STAT_NAMES, step(players, config, batch).tolist()))
         assert all(torch.isfinite(torch.tensor([stats["loss/d"], stats["loss/g"]]))), (name, value)
     with pytest.raises(GannetError, match=f"--{name.replace('_', '-')}"):
