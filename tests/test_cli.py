@@ -17,6 +17,7 @@ from gannet import config as config_module
 from gannet.checkpoints import load_weights
 from gannet.cli import main
 from gannet.metrics import read_metrics
+from gannet.train import clock
 
 from .conftest import SMALL_MNIST, gannet
 
@@ -366,3 +367,16 @@ def test_presets_print_flags_that_parse_back_to_the_preset(name, capsys):
     overrides = {field: getattr(args, field) for field in config_module.FIELDS if hasattr(args, field)}
     parsed = config_module.from_dict({**overrides, "preset": name}, presets.preset_config("mnist"))
     assert parsed == presets.preset_config(name)
+
+
+def test_the_epoch_line_and_metrics_say_the_runs_training_time_across_resumes(tmp_path, capsys):
+    run_dir = tmp_path / "t"
+    code, out = gannet("train", "toy1d", "--epochs", 1, "--run-dir", run_dir, "--no-progress", capsys=capsys)
+    assert code == 0 and re.search(r"epoch 1/1 .* s  \(0:\d\d in all\)\n", out.err)
+    code, out = gannet("train", "--resume", run_dir, "--epochs", 2, "--no-progress", capsys=capsys)
+    assert code == 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    elapsed = [r["time/elapsed"] for r in records if "time/elapsed" in r]
+    assert [r["epoch"] for r in records if "time/elapsed" in r] == [1, 2]
+    assert 0 < elapsed[0] < elapsed[1]  # the second session's clock starts where the first stopped
+    assert [clock(s) for s in (3725.2, 65, 0)] == ["1:02:05", "1:05", "0:00"]

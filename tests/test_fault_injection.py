@@ -330,6 +330,7 @@ def rewrite_checkpoint(path: Path, state: dict | None = None, **metadata: str) -
         # each was a traceback once training began (the digests were recomputed, as an edit would)
         (lambda state: state.update(fixed_noise=torch_zeros().float()), "its fixed noise is not a finite"),
         (lambda state: state["progress"].update(best_parzen="high"), "best Parzen score 'high' is not a number"),
+        (lambda state: state["progress"].update(seconds=-1.0), "its training time -1.0 is not a number of seconds"),
         (lambda state: state["progress"].update(averaged=3, average=None), "3 averaged epochs but holds no sums"),
         (lambda state: state["progress"].update(mid_epoch(order=10**9)), "does not fit an epoch of 100 steps"),
         (lambda state: state["progress"].update(mid_epoch(position=10**6)), "its position 1000000"),

@@ -39,6 +39,7 @@ class Progress:
     # --average-from: float64 sums of G's weights after each epoch averaged so far (on the CPU)
     average: dict[str, torch.Tensor] | None = None
     averaged: int = 0  # how many epochs those sums hold
+    seconds: float = 0.0  # wall time spent training so far, over every session of the run
 
     def state_dict(self) -> dict:
         return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -212,6 +213,8 @@ def _check_fits(progress: Progress, noise: torch.Tensor, like: torch.Tensor, ste
         raise ValueError(f"its fixed noise is not a finite {tuple(like.shape)} tensor")
     if type(p.best_parzen) not in (int, float) or math.isnan(p.best_parzen) or p.best_parzen == math.inf:
         raise ValueError(f"its best Parzen score {p.best_parzen!r} is not a number")
+    if type(p.seconds) not in (int, float) or not 0 <= p.seconds < math.inf:
+        raise ValueError(f"its training time {p.seconds!r} is not a number of seconds")
     sums = p.average.values() if isinstance(p.average, dict) else [None]
     if p.averaged and not all(isinstance(t, torch.Tensor) for t in sums):
         raise ValueError(f"it counts {p.averaged} averaged epochs but holds no sums")

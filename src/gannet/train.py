@@ -70,12 +70,15 @@ def train(
         with Loop(run, progress_bar) as loop, StopRequest() as stop:
             if run.resumed and run.progress.averaged:  # a branch starts with its checkpoint's average
                 dist.on_main(cluster, loop.write_average)
+            mark = time.perf_counter()  # the run's clock: an epoch's end-of-epoch work counts in the next
             while run.progress.epoch < config.epochs:
                 started = time.perf_counter()
                 means = loop.play_epoch(stop)  # the epoch's steps; None if a signal came first
+                now = time.perf_counter()
+                run.progress.seconds, mark = run.progress.seconds + now - mark, now
                 if means is None:
                     loop.stop(stop, loop.save_checkpoint())
-                saved = loop.end_epoch(means, time.perf_counter() - started)
+                saved = loop.end_epoch(means, now - started)
                 if loop.stopping(stop):  # a signal during the end-of-epoch work
                     loop.stop(stop, saved or loop.save_checkpoint())
         return run.run_dir
@@ -195,6 +198,7 @@ class Loop:
             if averaging_now:
                 self.add_to_average()
             monitor, best = self.monitor(averaging_now)
+            self.writer.write(p.step, {"epoch": p.epoch, "time/elapsed": p.seconds, **monitor})
             self.report(means, monitor, best, seconds)
             self.picture()
         if p.epoch % run.config.checkpoint_every == 0 or p.epoch == run.config.epochs:
@@ -216,7 +220,7 @@ class Loop:
 
     def monitor(self, averaging_now: bool) -> tuple[dict[str, float], bool]:
         """The Parzen monitor (every `parzen_every` epochs; with averaging, of the mean generator
-        too), recorded in metrics.jsonl; a new best generator is kept as best.safetensors.
+        too), for the epoch's record in metrics.jsonl; a new best generator is kept as best.safetensors.
         Returns the scores ({} in epochs without) and whether they are the best so far."""
         run, p = self.run, self.run.progress
         config = run.config
@@ -228,7 +232,6 @@ class Loop:
             mean = copy.deepcopy(run.players.generator)
             mean.load_state_dict(averaging.generator_weights(p.average, p.averaged, mean.state_dict()))
             monitor.update(monitor_parzen(mean, config, run.data, device, "parzen/valid_average"))
-        self.writer.write(p.step, {"epoch": p.epoch, **monitor})
         best = monitor["parzen/valid"] > p.best_parzen
         if best:
             p.best_parzen = monitor["parzen/valid"]
@@ -247,7 +250,8 @@ class Loop:
         self.bar.write(
             f"epoch {p.epoch}/{config.epochs}  step {p.step}  "
             f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "
-            f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}{note}  {seconds:.1f} s",
+            f"D(x) {means['d/real']:.3f}  D(G(z)) {means['d/fake']:.3f}{note}  {seconds:.1f} s  "
+            f"({clock(p.seconds)} in all)",
             file=sys.stderr,
         )
 
@@ -328,3 +332,10 @@ class Loop:
             f"checkpoint {checkpoint.name} written; {then}.",
             stop.signum,
         )
+
+
+def clock(seconds: float) -> str:
+    """3725.2 -> '1:02:05', 65 -> '1:05': a run's training time as the epoch line shows it."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
