@@ -115,6 +115,11 @@ def _isolated_cache(tmp_path, monkeypatch):
 SMALL_MNIST = ["--train-limit", "1000", "--log-every", "5", "--no-progress"]
 
 
+def timeless(records: list[dict]) -> list[dict]:
+    """Metrics records without their wall-clock time: what a repeated or resumed run reproduces."""
+    return [{k: v for k, v in m.items() if k != "time/elapsed"} for m in records]
+
+
 def gannet(*args, capsys=None):
     """Run the CLI in-process; return (exit code, captured output)."""
     from gannet.cli import main

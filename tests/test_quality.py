@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from gannet.data import toy2d_modes
-from gannet.quality import class_coverage, frechet_distance, load_classifier, predict, toy_quality
+from gannet.quality import class_coverage, frechet_distance, load_classifier, nearest_distances, predict, toy_quality
+from gannet.sampling import load_generator, sample
 
 from .conftest import gannet
 
@@ -29,6 +30,13 @@ def test_frechet_distance_against_the_closed_form():
     assert frechet_distance(a, b) == pytest.approx(expected.item(), rel=1e-2)
 
 
+def test_nearest_distances_by_hand():
+    x, reference = torch.tensor([[0.0, 0.0], [3.0, 4.0], [3.0, 1.0]]), torch.tensor([[0.0, 1.0], [3.0, 0.0]])
+    # (0,0): 1 to (0,1), 3 to (3,0); (3,4): √18 and 4; (3,1): √9 and 1
+    assert nearest_distances(x, reference, chunk=2).tolist() == pytest.approx([1.0, 4.0, 1.0])
+    assert nearest_distances(x[:0], reference).shape == (0,)
+
+
 def test_toy_quality_counts_modes_and_good_samples():
     modes, std = toy2d_modes("ring8")
     on_three = modes[torch.arange(300) % 3]  # exactly on modes 0, 1, 2
@@ -44,12 +52,15 @@ def test_the_shipped_classifier_reads_mnist(mnist):
     assert features.shape == (2000, 64)
 
 
-def test_eval_quality_for_mnist_and_ring8(mnist_run, tiny_dir, tmp_path, capsys):
+def test_eval_quality_for_mnist_and_ring8(mnist_run, tiny_dir, tiny_mnist, tmp_path, capsys):
     code, out = gannet("eval", "quality", mnist_run, "--num-samples", 500, "--data-dir", tiny_dir, capsys=capsys)
     assert code == 0 and "MNIST FID" in out.out
     record = json.loads((mnist_run / "quality.json").read_text())
     assert sum(record["class_counts"]) == 500 and 0 <= record["kl_to_uniform"] <= math.log(10) + 1e-9
     assert record["mnist_fid"] > 0
+    assert record["nearest_test_distance"] == pytest.approx(
+        nearest_distances(sample(*load_generator(mnist_run)[:2], 500, 0), tiny_mnist.test).mean().item(), rel=1e-5
+    )
     run_dir = tmp_path / "ring"
     assert gannet("train", "ring8", "--epochs", 1, "--run-dir", run_dir, "--no-progress")[0] == 0
     code, out = gannet("eval", "quality", run_dir, capsys=capsys)

@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from gannet import config as config_module
+from gannet import pretrained
 from gannet.config import TrainConfig
 from gannet.errors import GannetError
 from gannet.outputs import UMASK
@@ -169,7 +170,11 @@ def _metadata(epoch: int, step: int | None, config: TrainConfig) -> dict[str, st
 
 
 def resolve(source: str | os.PathLike) -> Path:
-    """A weights file from a run directory (its newest checkpoint) or a .safetensors path."""
+    """A weights file from a run directory (its newest checkpoint), a .safetensors path, or the
+    name of a model that ships with gannet (`gannet pretrained`; a path that exists wins)."""
+    shipped = pretrained.shipped_path(source)
+    if shipped is not None:
+        return shipped
     source = Path(source)
     if source.is_dir():
         found = checkpoint_paths(source)
@@ -177,19 +182,28 @@ def resolve(source: str | os.PathLike) -> Path:
             raise GannetError(f"{source} holds no checkpoint (no checkpoints/epoch-*.safetensors).")
         return found[-1]
     if not source.is_file():
-        raise GannetError(f"No run directory or checkpoint at {source}.")
+        names = ", ".join(pretrained.names())
+        shipped = f" (nor a shipped model: {names})" if names else ""
+        raise GannetError(f"No run directory or checkpoint at {source}{shipped}.")
     return source
 
 
 def run_dir_of(source: str | os.PathLike) -> Path:
     """Where evaluations of a run-or-checkpoint argument write their results: the run
     directory (a checkpoint lives in RUN_DIR/checkpoints/), or, for a weights file kept
-    anywhere else, the folder holding it."""
+    anywhere else, the folder holding it. A shipped model has none (see result_path)."""
     source = Path(source)
     if source.is_dir():
         return source
     path = resolve(source)
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def result_path(source: str | os.PathLike, name: str) -> Path | None:
+    """An evaluation's default result file `name` beside its source (run_dir_of); None for a
+    model that ships with gannet: its results are printed, and written only where -o says,
+    never into the installed package."""
+    return None if pretrained.is_shipped(source) else run_dir_of(source) / name
 
 
 _unverified_allowed = False

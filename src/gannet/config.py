@@ -92,6 +92,13 @@ class TrainConfig:
         "Condition both players on the class label (the paper's section 7; mnist, cifar10, ring8, grid25): "
         "G gets a one-hot label beside z, D beside x.",
     )
+    all_conditionals: bool = option(
+        False,
+        "One model of every conditional p(x_S | x_not S) (the paper's section 7; image data): G gets z, the "
+        "observed pixels and the mask and draws the hidden ones, D judges the completed image beside the mask; "
+        "masks from random pixels, rectangles, halves, quadrants and the whole image (masks.py). "
+        "`gannet complete` fills any mask.",
+    )
     # --- the networks ----------------------------------------------------------------------
     generator_hidden: list[int] = option([1200, 1200], "Widths of G's hidden layers, e.g. 1200,1200.")
     generator_activations: list[str] = option(

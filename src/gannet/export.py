@@ -3,15 +3,18 @@ languages) or TorchScript (`torch.jit.load`, C++'s libtorch).
 
 The exported graph is G alone: its input is z, shape (N, latent_dim), drawn from the model's
 p_z (the file's metadata names it), and for a conditional model also the class label, an (N,)
-int64 tensor that the graph appends one-hot to z as gannet does (noise.append_labels); its
-output is the samples, shape (N, data_dim). N is free.
+int64 tensor that the graph appends one-hot to z as gannet does (noise.append_labels); an
+--all-conditionals model's inputs are z, the images (N, data_dim; hidden pixels any value) and
+their masks (N, data_dim; 1 = observed). Its output is the samples, shape (N, data_dim). N is free.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -21,9 +24,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from gannet.data import data_shape
 from gannet.errors import GannetError
+from gannet.masks import draw_masks
 from gannet.networks import Generator
-from gannet.noise import append_labels, num_classes, sample_codes
+from gannet.noise import append_labels, masked_codes, num_classes, sample_codes, sample_noise
 from gannet.outputs import check_writable, write_file
 
 if TYPE_CHECKING:
@@ -46,6 +51,18 @@ class LabelledGenerator(nn.Module):
         return self.generator(append_labels(z, label, self.classes))  # (N, data_dim)
 
 
+class MaskedGenerator(nn.Module):
+    """An --all-conditionals G with its parts as inputs: (z, observed, mask) -> the completed
+    images, (N, latent_dim), (N, data_dim), (N, data_dim) -> (N, data_dim); mask 1 = observed."""
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor, observed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.generator(masked_codes(z, observed, mask))  # (N, data_dim)
+
+
 def export_generator(
     source: str | os.PathLike, path: str | os.PathLike, format: str = "onnx", flag: str = "-o"
 ) -> tuple[Path, dict[str, str]]:
@@ -63,6 +80,8 @@ def export_generator(
     generator, config, checkpoint = load_generator(source, "cpu")
     classes = num_classes(config)
     model = LabelledGenerator(generator, classes).eval() if classes else generator
+    if generator.masked:
+        model = MaskedGenerator(generator).eval()
     inputs, checks = example_inputs(config, 3), example_inputs(config, 5, seed=1)  # checked at another N
     metadata = {
         "gannet_version": __version__,
@@ -72,7 +91,7 @@ def export_generator(
         "classes": str(classes),
         "data_shape": json.dumps(list(generator.data_shape)),
         "data_dim": str(generator.data_dim),
-        "inputs": "z, label (int64)" if classes else "z",
+        "inputs": ", ".join(input_names(model)) + (" (int64)" if classes else ""),
     }
     write = _write_onnx if format == "onnx" else _write_torchscript
     with torch.no_grad():
@@ -84,7 +103,12 @@ def export_generator(
 def example_inputs(config: TrainConfig, n: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """The exported graph's inputs for n samples, as gannet draws them: (z,), or (z, label) for
     a conditional model, where sample_codes(config, n, seed) would give [z, one_hot(label)]."""
-    codes = sample_codes(config, n, "cpu", torch.Generator().manual_seed(seed))
+    rng = torch.Generator().manual_seed(seed)
+    if config.all_conditionals:  # z, images with a part hidden, their masks
+        z = sample_noise(config.noise, n, config.latent_dim, "cpu", rng)
+        shape = data_shape(config)
+        return z, torch.rand(n, math.prod(shape), generator=rng), draw_masks(n, shape, "cpu", rng)
+    codes = sample_codes(config, n, "cpu", rng)
     if not num_classes(config):
         return (codes,)
     return codes[:, : config.latent_dim], codes[:, config.latent_dim :].argmax(1)  # (N, latent_dim), (N,)
@@ -125,7 +149,7 @@ def _write_onnx(model: nn.Module, inputs: tuple, tmp: Path, metadata: dict[str, 
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     if size > ONNX_LIMIT:
         raise GannetError(f"The generator's {size / 2**30:.1f} GiB of weights exceed ONNX's 2 GiB file limit.")
-    names = ["z", "label"][: len(inputs)]
+    names = input_names(model)
     with _quiet():
         program = torch.onnx.export(
             model,
@@ -135,7 +159,7 @@ def _write_onnx(model: nn.Module, inputs: tuple, tmp: Path, metadata: dict[str, 
             external_data=False,  # one file, weights inside
             input_names=names,
             output_names=["samples"],
-            dynamic_shapes={name: {0: "batch"} for name in names},  # keyed by forward's arguments: z, label
+            dynamic_shapes={name: {0: "batch"} for name in names},  # keyed by forward's arguments
         )
     program.model.metadata_props.update(metadata)
     program.save(tmp, external_data=False)
@@ -160,9 +184,15 @@ def _check(tmp: Path, inputs: tuple, expected: torch.Tensor, format: str) -> Non
         raise GannetError(f"The exported {format} file's samples differ from gannet's by {error:.2g}; not written.")
 
 
-def run_exported(path: str | os.PathLike, z: torch.Tensor, label: torch.Tensor | None = None, format: str = "onnx"):
-    """Samples from an exported file, (N, data_dim): by onnxruntime for ONNX, torch.jit.load else."""
-    inputs = (z,) if label is None else (z, label)
+def input_names(model: nn.Module) -> list[str]:
+    """The exported graph's inputs, named as the model's forward names them: z [, label], or
+    z, observed, mask."""
+    return list(inspect.signature(model.forward).parameters)
+
+
+def run_exported(path: str | os.PathLike, *inputs: torch.Tensor, format: str = "onnx"):
+    """Samples from an exported file, (N, data_dim), given its inputs (z [, label], or z,
+    observed, mask): by onnxruntime for ONNX, torch.jit.load else."""
     if format == "onnx":
         import onnxruntime
 

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from gannet import distributed as dist
+from gannet.data import data_shape
 from gannet.losses import discriminator_loss, generator_loss
+from gannet.masks import draw_masks
 from gannet.networks import Discriminator, Generator, build_networks, clip_column_norms, with_labels
-from gannet.noise import sample_codes
+from gannet.noise import masked_codes, sample_codes, sample_noise
 from gannet.optim import learning_rate, make_optimizer
 
 if TYPE_CHECKING:
@@ -154,10 +156,36 @@ def step(
     def codes() -> torch.Tensor:  # z for the global batch; this rank's slice of it
         return dist.my_slice(sample_codes(config, config.batch_size, batch.device, noise_rng), cluster)
 
+    xs = list(batch.split(len(batch) // config.k)) if config.update == "alternating" else [batch]
+    if config.all_conditionals:  # each minibatch: D sees its images beside masks, G completes them
+        return masked_step(players, config, xs, noise_rng, cluster)
     if config.update == "simultaneous":
         return simultaneous_step(players, batch, codes())
     zs = [codes() for _ in range(config.k + 1)]
-    return alternating_step(players, list(batch.split(len(batch) // config.k)), zs)
+    return alternating_step(players, xs, zs)
+
+
+def masked_step(
+    players: Players,
+    config: TrainConfig,
+    xs: list[torch.Tensor],
+    noise_rng: torch.Generator | None,
+    cluster: dist.Cluster | None,
+) -> torch.Tensor:
+    """An --all-conditionals iteration: for each minibatch x, masks m (masks.draw_masks) and z;
+    D sees [x, m] as real and [G(z, x·m, m), m] as fake, where G's image keeps x's observed
+    pixels (networks.Generator); G's update completes the last minibatch under fresh masks."""
+    device, shape = xs[0].device, data_shape(config)
+
+    def masked(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (real for D, codes for G)
+        z = dist.my_slice(sample_noise(config.noise, config.batch_size, config.latent_dim, device, noise_rng), cluster)
+        mask = dist.my_slice(draw_masks(config.batch_size, shape, device, noise_rng), cluster)
+        return torch.cat([x, mask], dim=1), masked_codes(z, x, mask)
+
+    if config.update == "simultaneous":
+        return simultaneous_step(players, *masked(xs[0]))
+    pairs = [masked(x) for x in xs]
+    return alternating_step(players, [real for real, _ in pairs], [z for _, z in pairs] + [masked(xs[-1])[1]])
 
 
 def d_updates_per_step(config: TrainConfig) -> int:

@@ -54,13 +54,15 @@ def epoch_steps(
 def graphs_apply(config: TrainConfig, device: torch.device, distributed: bool) -> bool:
     """Whether the loop records its iterations: on a CUDA device, in one process, with SGD
     (Adam's step is not recordable as built) and at most one D update per iteration (k D
-    updates inside one replay would share one learning rate; the eager loop ticks it between)."""
+    updates inside one replay would share one learning rate; the eager loop ticks it between),
+    for the 2014 models and the conditional one."""
     return (
         config.cuda_graphs
         and device.type == "cuda"
         and not distributed
         and config.optimizer == "sgd"
         and (config.update == "simultaneous" or config.k == 1)
+        and not config.all_conditionals  # its masks are drawn eagerly (not yet recorded and checked on a GPU)
     )
 
 

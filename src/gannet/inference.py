@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
-from gannet.checkpoints import run_dir_of
+from gannet.checkpoints import result_path
 from gannet.config import TrainConfig
 from gannet.data import data_shape
 from gannet.errors import GannetError
@@ -117,17 +117,21 @@ def infer(
     """Train E for the generator of `source` (a run directory or checkpoint), then reconstruct
     and interpolate its data set's first test images. Writes reconstructions.png (each of 10
     real images beside G(E(x))), interpolation.png (4 rows of 10), encoder.safetensors and
-    inference.json into `output_dir` [RUN_DIR/inference]; returns that record and the folder.
+    inference.json into `output_dir` [RUN_DIR/inference; ./inference-NAME for a shipped model];
+    returns that record and the folder.
     `data_dir`: where the test images are, else where the run found them."""
     check_count("--steps", steps, 100, MAX_STEPS)
     check_seed(seed)
-    out = check_folder(output_dir or run_dir_of(source) / "inference", "--output-dir")
+    # a shipped model's folder is the installed package: its E goes to ./inference-NAME instead
+    default = result_path(source, "inference") or Path(f"inference-{Path(source).name}")
+    out = check_folder(output_dir or default, "--output-dir")
     generator, config, path = load_generator(source)
     shape = data_shape(config)
     if len(shape) != 3:
         raise GannetError(f"`gannet infer` reconstructs images; {path} was trained on {config.dataset}.")
-    if config.conditional:
-        raise GannetError(f"`gannet infer` learns E(x) -> z for an unconditional G; {path} is conditional.")
+    if config.conditional or config.all_conditionals:
+        kind = "conditional" if config.conditional else "a model of every conditional (--all-conditionals)"
+        raise GannetError(f"`gannet infer` learns E(x) -> z for an unconditional G; {path} is {kind}.")
     # the run's own data set (folder runs included), before the training: data_dir overrides where it lives
     test = checkpoint_dataset(config, data_dir).test[:1000]
     if len(test) < 10:

@@ -57,14 +57,19 @@ class Generator(nn.Module):
         deconv_kernel: int = 5,
         deconv_stride: int = 3,
         num_classes: int = 0,
+        masked: bool = False,
     ) -> None:
         super().__init__()
         activations = activations or ["relu"]
         if len(activations) == 1:
             activations = activations * len(hidden)
         layers: list[nn.Module] = []
-        width = latent_dim + num_classes  # a conditional G reads z and the one-hot label
-        self.num_classes = num_classes
+        pixels = math.prod(data_shape)
+        # a conditional G reads z and the one-hot label; an --all-conditionals one z, the observed
+        # pixels and the mask (noise.masked_codes)
+        width = latent_dim + num_classes + (2 * pixels if masked else 0)
+        self.masked = masked
+        self.condition_width = pixels if masked else num_classes  # the end of G's input that D sees too
         for h, activation in zip(hidden, activations):
             layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
             width = h
@@ -86,7 +91,11 @@ class Generator(nn.Module):
             a = (self.output(h.view(-1, *self.deconv_shape)) + self.output_bias).flatten(1)  # (B, C·H·W)
         else:
             a = self.output(h)  # (B, data_dim)
-        return torch.sigmoid(a) if self.sigmoid_output else a
+        x = torch.sigmoid(a) if self.sigmoid_output else a
+        if self.masked:  # the observed pixels copied through: G draws only the hidden ones
+            observed, mask = z[:, -2 * self.data_dim : -self.data_dim], z[:, -self.data_dim :]  # (B, D) each
+            x = observed + (1 - mask) * x
+        return x
 
 
 class ConvMaxout(nn.Module):
@@ -115,8 +124,9 @@ class Discriminator(nn.Module):
     Dropout is inverted (kept units scaled by 1/keep: 1.25 on the input and 2 on hidden
     layers for the paper's 0.8 and 0.5), so evaluation needs no rescaling, as in pylearn2.
     `convs` holds one (channels, kernel, pad, pool, pool_stride) per convolutional layer.
-    A conditional D's input is x followed by a one-hot label; the label joins the features
-    (never dropped out) at the first maxout layer.
+    A conditional D's input is x followed by a one-hot label (an --all-conditionals D's: x
+    followed by its mask; `num_classes` is that width); the label joins the features (never
+    dropped out) at the first maxout layer.
     """
 
     def __init__(
@@ -219,6 +229,7 @@ def build_networks(
         config.generator_deconv_kernel,
         config.generator_deconv_stride,
         num_classes(config),
+        config.all_conditionals,
     )
     discriminator = Discriminator(
         math.prod(shape),
@@ -229,7 +240,7 @@ def build_networks(
         shape,
         conv_layers(config),
         config.discriminator_conv_pieces,
-        num_classes(config),
+        math.prod(shape) if config.all_conditionals else num_classes(config),  # the mask beside x, or the label
     )
     init_uniform(generator, config.generator_init)
     if config.generator_output_init is not None:
@@ -271,10 +282,11 @@ def conv_layers(config: TrainConfig) -> list[tuple[int, int, int, int, int]]:
 
 
 def with_labels(fake: torch.Tensor, codes: torch.Tensor, generator: Generator) -> torch.Tensor:
-    """What D sees of a sample: G(codes), followed by its one-hot label if G is conditional."""
-    if not generator.num_classes:
+    """What D sees of a sample: G(codes), followed by its one-hot label if G is conditional, or
+    by its mask if G models every conditional (the end of codes, either way)."""
+    if not generator.condition_width:
         return fake
-    return torch.cat([fake, codes[:, -generator.num_classes :]], dim=1)
+    return torch.cat([fake, codes[:, -generator.condition_width :]], dim=1)
 
 
 @torch.no_grad()

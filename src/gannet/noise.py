@@ -35,9 +35,12 @@ def sample_codes(
     labels: torch.Tensor | int | None = None,
 ) -> torch.Tensor:
     """G's input for n samples: z ~ p_z, shape (n, latent_dim); for a conditional model z
-    followed by the one-hot class label, shape (n, latent_dim + classes). Labels are drawn
+    followed by the one-hot class label, shape (n, latent_dim + classes); for an
+    --all-conditionals model z followed by an empty observation (masked_codes, nothing observed). Labels are drawn
     uniformly (from `generator` after z) unless given: one int for all, or an (n,) tensor."""
     z = sample_noise(config.noise, n, config.latent_dim, device, generator)
+    if getattr(config, "all_conditionals", False):  # nothing observed: G draws whole images
+        return masked_codes(z, z.new_zeros(n, pixels(config)), z.new_zeros(n, pixels(config)))
     classes = num_classes(config)
     if not classes:
         return z
@@ -50,6 +53,19 @@ def append_labels(x: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.
     """Each row of x followed by its label, one-hot: (n, d) -> (n, d + classes). How a
     conditional model's labels travel: after z into G, after each example into D."""
     return torch.cat([x, torch.nn.functional.one_hot(labels, classes).to(x.dtype)], dim=1)
+
+
+def masked_codes(z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """An --all-conditionals G's input: z, the observed pixels (hidden ones zeroed), the mask
+    (1 = observed): (n, latent_dim + 2 · pixels). Its last `pixels` entries, the mask, D sees too."""
+    return torch.cat([z, x * mask, mask], dim=1)
+
+
+def pixels(config) -> int:
+    """Values in one example (C·H·W for images)."""
+    from gannet.data import data_shape
+
+    return math.prod(data_shape(config))
 
 
 def num_classes(config) -> int:

@@ -198,7 +198,8 @@ class Loop:
             if averaging_now:
                 self.add_to_average()
             monitor, best = self.monitor(averaging_now)
-            self.writer.write(p.step, {"epoch": p.epoch, "time/elapsed": p.seconds, **monitor})
+            if monitor:
+                self.writer.write(p.step, {"epoch": p.epoch, "time/elapsed": p.seconds, **monitor})
             self.report(means, monitor, best, seconds)
             self.picture()
         if p.epoch % run.config.checkpoint_every == 0 or p.epoch == run.config.epochs:

@@ -75,6 +75,14 @@ def check(config: TrainConfig) -> None:
             f"--conditional needs a labelled data set ({', '.join(NUM_CLASSES)}), not {config.dataset}",
         )
     )
+    if config.all_conditionals:
+        checks.append((not config.conditional, "--all-conditionals and --conditional cannot be combined"))
+        checks.append(
+            (
+                len(DATA_SHAPES.get(config.dataset, (1, 1, 1))) == 3,  # a folder: images
+                f"--all-conditionals completes images; {config.dataset} holds points, not images",
+            )
+        )
     for ok, message in checks:
         if not ok:
             raise GannetError(f"{message}.")

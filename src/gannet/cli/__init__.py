@@ -13,10 +13,11 @@ from pathlib import Path
 
 from gannet import __version__, presets
 from gannet import config as config_module
+from gannet.cli.complete import add_complete_parser, cmd_complete
 from gannet.cli.evaluate import add_eval_parser, cmd_eval
 from gannet.cli.export import add_completion_parser, add_export_parser, cmd_completion, cmd_export
 from gannet.cli.figures import add_figures_parser, cmd_figures
-from gannet.cli.parsing import Parser, add_config_flags, add_shared_flags, config_flags, suggest
+from gannet.cli.parsing import SOURCE_HELP, Parser, add_config_flags, add_shared_flags, config_flags, suggest
 from gannet.config import FIELDS, TrainConfig
 from gannet.errors import GannetError
 from gannet.interrupts import Terminated, deaf, sigterm_unwinds
@@ -58,7 +59,7 @@ def build_parser() -> Parser:
     add_config_flags(train)
 
     sample = sub.add_parser("sample", help="draw samples from a trained generator", allow_abbrev=False)
-    sample.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    sample.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     add_shared_flags(
         sample,
         num_samples=(64, "how many samples"),
@@ -88,6 +89,7 @@ def build_parser() -> Parser:
     add_eval_parser(sub)
     add_figures_parser(sub)
     add_export_parser(sub)
+    add_complete_parser(sub)
     sub.add_parser("theory", help="check Proposition 1 and Theorem 1 numerically", allow_abbrev=False)
 
     infer = sub.add_parser(
@@ -97,17 +99,22 @@ def build_parser() -> Parser:
         description="Learned approximate inference (paper section 7): "
         "regress the z that produced G(z), then reconstruct and interpolate real images.",
     )
-    infer.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    infer.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     infer.add_argument("--steps", type=int, default=2000, help="training steps of E, batch 100, at least 100 [2000]")
     add_shared_flags(
         infer,
         seed="seed",
         data_dir="data folder of the test images to reconstruct",
-        output_dir="where figures, weights and JSON go [RUN_DIR/inference]",
+        output_dir="where figures, weights and JSON go [RUN_DIR/inference; ./inference-NAME for a shipped model]",
         progress="show the progress bar",
     )
 
     sub.add_parser("presets", help="list the named presets, as flags of `gannet train`", allow_abbrev=False)
+    sub.add_parser(
+        "pretrained",
+        help="list the models that ship with gannet, with their scores (use a name as SOURCE)",
+        allow_abbrev=False,
+    )
 
     data = sub.add_parser("data", help="check or download data sets", allow_abbrev=False)
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=Parser)
@@ -234,6 +241,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrained(args: argparse.Namespace) -> int:
+    from gannet import pretrained
+
+    print(pretrained.describe())
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from gannet import data
 
@@ -291,7 +305,9 @@ COMMANDS = {
     "average": cmd_average,
     "eval": cmd_eval,
     "export": cmd_export,
+    "complete": cmd_complete,
     "presets": cmd_presets,
+    "pretrained": cmd_pretrained,
     "data": cmd_data,
 }
 

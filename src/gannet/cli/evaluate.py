@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gannet.cli.parsing import Parser, add_shared_flags, list_of
+from gannet.cli.parsing import SOURCE_HELP, Parser, add_shared_flags, list_of
 from gannet.config import flag
 from gannet.errors import GannetError
 
@@ -21,7 +21,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         description="The paper's protocol: a Gaussian Parzen window on generator samples, sigma "
         "chosen on validation images, mean test log-likelihood ± standard error.",
     )
-    parzen.add_argument("source", nargs="?", metavar="RUN_DIR_OR_CHECKPOINT")
+    parzen.add_argument("source", nargs="?", metavar="SOURCE", help=SOURCE_HELP)
     parzen.add_argument(
         "--samples", type=Path, help="evaluate an (N, 784) .npy/.npz array in [0, 1] instead (N, 2304 for tfd)"
     )
@@ -56,7 +56,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also print each digit class's mean test LL beside real training images' at the same sigma",
     )
-    add_shared_flags(parzen, output="JSON result [RUN_DIR/parzen.json]")
+    add_shared_flags(parzen, output="JSON result [RUN_DIR/parzen.json; a shipped model: none]")
 
     quality = eval_sub.add_parser(
         "quality",
@@ -66,13 +66,13 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         "(KL to uniform) and the Fréchet distance of its features to the test set's; for ring8/grid25 "
         "runs, the modes covered and the share of samples within 3 sigma of a mode.",
     )
-    quality.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    quality.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     add_shared_flags(
         quality,
         num_samples="samples to draw",
         seed="noise seed",
         data_dir="data folder of MNIST's test images",
-        output="JSON result [RUN_DIR/quality.json]",
+        output="JSON result [RUN_DIR/quality.json; a shipped model: none]",
     )
 
     features = eval_sub.add_parser(
@@ -82,7 +82,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         description="Semi-supervised use of the discriminator: test accuracy of a linear classifier on D's "
         "hidden features and on raw pixels, trained with 10 and 100 labelled examples per class and with all labels.",
     )
-    features.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    features.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     add_shared_flags(features, data_dir="data folder of MNIST")
     features.add_argument("--num-train", type=int, help="use the first N training images [all 50,000]")
     features.add_argument(
@@ -90,10 +90,34 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="an E(x) from `gannet infer`, probed too [RUN_DIR/inference/encoder.safetensors if any]",
     )
-    add_shared_flags(features, output="JSON result [RUN_DIR/features.json]")
+    add_shared_flags(features, output="JSON result [RUN_DIR/features.json; a shipped model: none]")
+
+    completion = eval_sub.add_parser(
+        "completion",
+        help="an --all-conditionals model's completions: label accuracy and diversity per mask family",
+        allow_abbrev=False,
+        description="For each mask family, complete test images n times; report the share of completions the "
+        "shipped MNIST classifier reads as the image's own digit, and the mean pairwise distance between one "
+        "image's completions over its hidden pixels, beside the hidden part filled with the mean training image "
+        "and, with --baseline, an unconditional generator's best match to the observed pixels.",
+    )
+    completion.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
+    completion.add_argument(
+        "--baseline", metavar="SOURCE", help="an unconditional MNIST generator to match the observed pixels with"
+    )
+    completion.add_argument("--num-images", type=int, default=300, help="the first N test images [300]")
+    add_shared_flags(
+        completion,
+        num_samples=(8, "completions of each image (and random starts of the baseline's search)"),
+        seed="noise and mask seed",
+        data_dir="data folder of MNIST",
+        output="JSON result [RUN_DIR/completion.json; a shipped model: none]",
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.eval_command == "completion":
+        return cmd_completion(args)
     if args.eval_command == "quality":
         return cmd_quality(args)
     if args.eval_command == "features":
@@ -111,21 +135,22 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     if args.num_train is not None and args.num_train < 100:
         raise GannetError(f"--num-train must be at least 100 (10 labelled images per digit), not {args.num_train:,}.")
-    output = check_writable(args.output or checkpoints.run_dir_of(args.source) / "features.json", (".json",))
+    output = args.output or checkpoints.result_path(args.source, "features.json")
+    if output is not None:
+        output = check_writable(output, (".json",))
     tensors, metadata, path = checkpoints.load_weights(args.source)
     config = checkpoints.checkpoint_config(metadata, path)
-    if config.dataset != "mnist" or config.conditional:
-        raise GannetError(
-            f"Feature probes need an unconditional D trained on MNIST; {path} is "
-            f"{'conditional' if config.conditional else f'trained on {config.dataset}'}."
-        )
+    if config.dataset != "mnist" or config.conditional or config.all_conditionals:
+        kind = f"trained on {config.dataset}"
+        kind = "conditional" if config.conditional else "--all-conditionals" if config.all_conditionals else kind
+        raise GannetError(f"Feature probes need an unconditional D trained on MNIST; {path} is {kind}.")
     _, discriminator = build_networks(config, data.data_shape(config))
     discriminator.load_state_dict(checkpoints.split_weights(tensors)[1])
     mnist = checkpoint_dataset(config, args.data_dir)
     n = args.num_train or len(mnist.train)
-    encoder_path = args.encoder or checkpoints.run_dir_of(args.source) / "inference" / "encoder.safetensors"
+    encoder_path = args.encoder or checkpoints.result_path(args.source, "inference/encoder.safetensors")
     encoder = None
-    if args.encoder is not None or encoder_path.is_file():
+    if args.encoder is not None or (encoder_path is not None and encoder_path.is_file()):
         if not encoder_path.is_file():
             raise GannetError(f"No encoder at {encoder_path}; `gannet infer` trains one.")
         encoder = load_encoder(encoder_path, config, mnist.train.shape[1])
@@ -139,50 +164,101 @@ def cmd_features(args: argparse.Namespace) -> int:
         label = f"all {len(mnist.train[: args.num_train or None]):,}" if n == "all" else f"{n} per class"
         print(f"  {label:<18} " + " ".join(f"{row[name]:>10.4f}" for name in shown))
     record = {"source": str(path), "test_accuracy": table}
-    write_json(output, {**record, "encoder": str(encoder_path)} if encoder is not None else record)
-    print(f"  saved to {output}")
+    if output is not None:
+        write_json(output, {**record, "encoder": str(encoder_path)} if encoder is not None else record)
+        print(f"  saved to {output}")
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import torch
+
+    from gannet import completion, data, quality
+    from gannet.checkpoints import result_path
+    from gannet.masks import MASK_FAMILIES, draw_masks
+    from gannet.outputs import check_count, check_seed, check_writable, write_json
+    from gannet.sampling import checkpoint_dataset, load_generator
+
+    check_count("--num-images", args.num_images)
+    check_count("-n", args.num_samples, low=2)
+    check_seed(args.seed)
+    output = args.output or result_path(args.source, "completion.json")
+    if output is not None:
+        output = check_writable(output, (".json",))
+    generator, config, path = load_generator(args.source)
+    completion.check_completes(generator, path)
+    if config.dataset != "mnist":
+        raise GannetError(
+            f"Completion scores read digits with the MNIST classifier; {path} was trained on {config.dataset}."
+        )
+    baseline = None
+    if args.baseline is not None:
+        baseline, baseline_config, baseline_path = load_generator(args.baseline)
+        if baseline.masked or baseline_config.conditional or baseline_config.dataset != "mnist":
+            raise GannetError(f"--baseline takes an unconditional MNIST generator; {baseline_path} is not one.")
+    mnist = checkpoint_dataset(config, args.data_dir)
+    images, labels = mnist.test[: args.num_images], mnist.labels["test"][: args.num_images]
+    classifier = quality.load_classifier()
+    rng = torch.Generator().manual_seed(args.seed)
+    table: dict[str, dict] = {}
+    for family in (f for f in MASK_FAMILIES if f != "all"):
+        masks = draw_masks(len(images), tuple(data.DATA_SHAPES["mnist"]), "cpu", rng, family)
+        filled = completion.complete(generator, config, images, masks, args.num_samples, args.seed)
+        row = {
+            "model": completion.scores(filled, masks, labels, classifier),
+            "mean image": completion.scores(
+                completion.mean_fill(images, masks, mnist.train), masks, labels, classifier
+            ),
+        }
+        if baseline is not None:
+            matched = completion.best_match(baseline, baseline_config, images, masks, args.num_samples, seed=args.seed)
+            row["best match"] = completion.scores(matched, masks, labels, classifier)
+        row["hidden_share"] = 1 - masks.mean().item()
+        table[family] = row
+    methods = [m for m in ("model", "best match", "mean image") if m in table["random"]]
+    print(f"{path}: {len(images):,} test images, {args.num_samples} completions each; accuracy / diversity")
+    print(f"  {'masks':<10} {'hidden':>7} " + " ".join(f"{m:>18}" for m in methods))
+    for family, row in table.items():
+        cells = " ".join(f"{100 * row[m]['accuracy']:>9.1f} % / {row[m]['diversity']:>4.2f}" for m in methods)
+        print(f"  {family:<10} {100 * row['hidden_share']:>6.1f}% {cells}")
+    record = {"source": str(path), "baseline": args.baseline, "num_images": len(images), "table": table}
+    if output is not None:
+        write_json(output, record)
+        print(f"  saved to {output}")
     return 0
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
     from gannet import data, quality
-    from gannet.checkpoints import run_dir_of
+    from gannet.checkpoints import result_path
     from gannet.outputs import check_count, check_seed, check_writable, write_json
     from gannet.sampling import check_sample_count, checkpoint_dataset, load_generator, sample
 
     check_count("--num-samples", args.num_samples, low=2)
     check_seed(args.seed)
-    output = check_writable(args.output or run_dir_of(args.source) / "quality.json", (".json",))
+    output = args.output or result_path(args.source, "quality.json")
+    if output is not None:
+        output = check_writable(output, (".json",))
     generator, config, path = load_generator(args.source)
     check_sample_count(args.num_samples, generator.data_dim, "--num-samples")
-    samples = sample(generator, config, args.num_samples, args.seed)
     record: dict = {"source": str(path), "dataset": config.dataset, "num_samples": args.num_samples}
     if config.dataset in ("ring8", "grid25"):
         modes, std = data.toy2d_modes(config.dataset)
-        result = quality.toy_quality(samples, modes, std)
+        result = quality.toy_quality(sample(generator, config, args.num_samples, args.seed), modes, std)
         record.update(dataclasses.asdict(result))
         print(
             f"{path}: {result.modes_covered}/{result.modes} modes covered, "
             f"{100 * result.high_quality:.1f} % of samples within 3 sigma of a mode"
         )
     elif config.dataset == "mnist":
-        classifier = quality.load_classifier()
         test = checkpoint_dataset(config, args.data_dir).test
-        classes, features = quality.predict(classifier, samples)
-        _, test_features = quality.predict(classifier, test)
-        counts, kl = quality.class_coverage(classes)
-        fid = quality.frechet_distance(features, test_features)
-        record.update({"class_counts": counts, "kl_to_uniform": kl, "mnist_fid": fid})
-        print(f"{path}: MNIST FID {fid:.2f}, class KL to uniform {kl:.4f} nats")
-        print("  predicted classes: " + " ".join(f"{d}:{c}" for d, c in enumerate(counts)))
+        record.update(quality.mnist_quality(generator, config, test, args.num_samples, args.seed))
+        print(f"{path}: MNIST FID {record['mnist_fid']:.2f}, class KL to uniform {record['kl_to_uniform']:.4f} nats")
+        print("  predicted classes: " + " ".join(f"{d}:{c}" for d, c in enumerate(record["class_counts"])))
+        print(f"  mean distance from a sample to its nearest test image: {record['nearest_test_distance']:.3f}")
         if config.conditional:  # does G draw the digit it is asked for?
-            asked = torch.arange(args.num_samples) % 10
-            drawn, _ = quality.predict(classifier, sample(generator, config, args.num_samples, args.seed, label=asked))
-            record["label_accuracy"] = (drawn == asked).double().mean().item()
             print(
                 f"  label accuracy: {100 * record['label_accuracy']:.1f} % of samples classified as the digit asked for"
             )
@@ -190,8 +266,9 @@ def cmd_quality(args: argparse.Namespace) -> int:
         raise GannetError(
             f"Quality metrics exist for mnist, ring8 and grid25 runs; {path} was trained on {config.dataset}."
         )
-    write_json(output, record)
-    print(f"  saved to {output}")
+    if output is not None:
+        write_json(output, record)
+        print(f"  saved to {output}")
     return 0
 
 
@@ -200,7 +277,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
 
     from gannet import data, parzen
     from gannet.averaging import running_average_path
-    from gannet.checkpoints import run_dir_of
+    from gannet.checkpoints import result_path
     from gannet.outputs import check_count, check_fits, check_seed, check_writable, write_json
     from gannet.resources import resolve_device
     from gannet.sampling import check_sample_count, checkpoint_dataset, load_generator, load_samples_file, sample
@@ -217,7 +294,7 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     if args.sigmas is not None:
         parzen.check_sigmas(args.sigmas)
     check_seed(args.seed)
-    output = args.output or (run_dir_of(args.source) / "parzen.json" if args.source is not None else None)
+    output = args.output or (result_path(args.source, "parzen.json") if args.source is not None else None)
     if output is not None:
         output = check_writable(output, (".json",))
     device = resolve_device(args.device, float64=True)

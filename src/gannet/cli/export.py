@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gannet.cli.parsing import add_shared_flags
+from gannet.cli.parsing import SOURCE_HELP, add_shared_flags
 
 EXPORT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript"}
 DEFAULT_FILES = {"onnx": "generator.onnx", "torchscript": "generator.pt"}
@@ -22,7 +22,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
         description="Write G alone as a file that runs without gannet: input z (and a conditional model's "
         "class label, int64), output the samples (N, data_dim), N free. The file's metadata names p_z.",
     )
-    export.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    export.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     export.add_argument(
         "--format", choices=["onnx", "torchscript"], help="file type [from -o's suffix (.onnx, .pt), else onnx]"
     )
@@ -47,6 +47,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     path, metadata = export_generator(args.source, args.output or Path(DEFAULT_FILES[format]), format)
     classes = int(metadata["classes"])
     label = f", and label: (N,) int64 from 0 to {classes - 1}" if classes else ""
+    if metadata["inputs"].startswith("z, observed"):
+        label = f", observed and mask: (N, {metadata['data_dim']}) each (mask 1 = observed, 0 = drawn)"
     print(f"gannet: the generator of {metadata['source']} written to {path} ({format}).", file=sys.stderr)
     print(
         f"  input z: (N, {metadata['latent_dim']}) float32 from p_z = {metadata['noise']}{label}; "
@@ -64,7 +66,7 @@ def cmd_completion(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return 0
 
 
-PATH_WORDS = ("RUN_DIR", "CHECKPOINT", "FILE", "DIR")  # metavars of arguments that name files or folders
+PATH_WORDS = ("RUN_DIR", "CHECKPOINT", "SOURCE", "FILE", "DIR")  # metavars of arguments that name files or folders
 
 
 def _complete_paths(parser: argparse.ArgumentParser, files: dict) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gannet.cli.parsing import Parser, add_shared_flags
+from gannet.cli.parsing import SOURCE_HELP, Parser, add_shared_flags
 
 FIGURES = {
     "fig1": "Figure 1: the 1-D game in four panels (trains the toy, or takes a toy1d run)",
@@ -27,7 +27,10 @@ def add_figures_parser(sub: argparse._SubParsersAction) -> None:
     for name, text in FIGURES.items():
         fig = figs.add_parser(name, help=text, description=text, allow_abbrev=False)
         if name in ("fig2", "fig3", "classes", "curves"):
-            fig.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT" if name != "curves" else "RUN_DIR")
+            if name == "curves":
+                fig.add_argument("run", metavar="RUN_DIR")
+            else:
+                fig.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
         if name == "fig1":
             fig.add_argument("run", nargs="?", metavar="TOY1D_RUN_DIR", help="start from this run [train one]")
             fig.add_argument("--gif", type=Path, help="also animate the whole game into this GIF")

@@ -57,6 +57,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
         "latent_dim",
         "noise",
         "conditional",
+        "all_conditionals",
         "generator_hidden",
         "generator_activations",
         "generator_output",
@@ -175,6 +176,12 @@ SHARED_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
         {"action": argparse.BooleanOptionalAction, "default": None, "shown": "[on a terminal]"},
     ),
 }
+
+
+# what a generator to sample, evaluate or export may be, in every command that takes one
+SOURCE_HELP = (
+    "a run directory (its newest checkpoint), a .safetensors checkpoint, or a shipped model's name (gannet pretrained)"
+)
 
 
 def add_shared_flags(parser: argparse.ArgumentParser, **helps: str | tuple) -> None:
