@@ -39,10 +39,10 @@ def test_each_family_hides_what_it_says():
     assert (quadrant.sum((1, 2)) == 196).all()
     assert all(q[:14, :14].all() or q[:14, 14:].all() or q[14:, :14].all() or q[14:, 14:].all() for q in quadrant)
     rectangle = hidden_of(draw_masks(n, SHAPE, rng=rng(), family="rectangle"))
-    for r in rectangle:  # one solid rectangle, sides from 7 to 21 pixels
+    for r in rectangle:  # one solid rectangle, sides from 7 to 20 pixels
         rows, cols = r.any(1).nonzero().flatten(), r.any(0).nonzero().flatten()
         height, width = len(rows), len(cols)
-        assert 7 <= height <= 21 and 7 <= width <= 21 and r.sum() == height * width
+        assert 7 <= height <= 20 and 7 <= width <= 20 and r.sum() == height * width
         assert rows[-1] - rows[0] + 1 == height and cols[-1] - cols[0] + 1 == width
     rates = hidden_of(draw_masks(n, SHAPE, rng=rng(), family="random")).float().mean((1, 2))
     assert rates.min() < 0.1 and rates.max() > 0.9 and abs(rates.mean() - 0.5) < 0.05  # rates spread over (0, 1)
@@ -75,9 +75,19 @@ def test_named_masks_and_mask_files(tmp_path):
     from_file = named_mask(str(tmp_path / "m.png"), SHAPE).view(28, 28)
     assert (from_file[20:, 3:9] == 0).all() and from_file.sum() == 784 - 48
     Image.fromarray(picture[:10]).save(tmp_path / "small.png")
+    see_through = np.zeros((28, 28, 4), np.uint8)
+    see_through[..., :3], see_through[..., 3] = 255, 255
+    see_through[:4, :, 3] = 0  # white but transparent: hidden too
+    Image.fromarray(see_through).save(tmp_path / "alpha.png")
+    assert (named_mask(str(tmp_path / "alpha.png"), SHAPE).view(28, 28)[:4] == 0).all()
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / "white.png")
     for spec, words in (
         ("square:29", "square:N hides an N×N square: N from 1 to 28"),
+        ("square:-1", "N from 1 to 28, not -1"),
         ("random:1.5", "probability RATE in (0, 1]"),
+        ("random:.", "probability RATE in (0, 1], not ."),
+        ("random:0.0001", "hides no pixel of these 28×28 images"),
+        (str(tmp_path / "white.png"), "hides no pixel"),
         ("middle", "--mask takes top-half"),
         (str(tmp_path / "small.png"), "the model's images are 28×28"),
         (str(tmp_path / "none.png"), "No mask file"),
@@ -145,9 +155,10 @@ def test_complete_draws_the_masked_image_then_its_completions(masked_run, tiny_d
             top, left = 2 * (2 + 30 * row), 2 * (2 + 30 * column)
             cell = torch.from_numpy(picture[top : top + 56 : 2, left : left + 56 : 2].copy()).flatten()
             image = tiny_mnist.test[2 + row]
-            expected = completion.shown_masked(image, mask) if column == 0 else filled[row, column - 1]
+            expected = completion.shown_masked(image, mask, SHAPE) if column == 0 else filled[row, column - 1]
             assert torch.allclose(cell, expected, atol=1 / 255 + 1e-6)
-    assert (picture[2 * (2 + 9) + 1, 2 * (2 + 9) + 1] - 0.3) < 1 / 255  # a hidden pixel drawn grey
+    hidden = picture[2 * (2 + 9) : 2 * (2 + 19) : 2, 2 * (2 + 9) : 2 * (2 + 19) : 2]  # the first cell's square
+    assert set(np.round(hidden.flatten() * 255).astype(int)) == {round(255 * v) for v in completion.SHADE}
     code, _ = gannet("sample", masked_run, "-n", 16, "-o", tmp_path / "s.png", capsys=capsys)  # whole images
     assert code == 0 and (tmp_path / "s.png").is_file()
 
@@ -172,6 +183,8 @@ def test_the_exported_completer_takes_z_images_and_masks(masked_run, tmp_path):
     z, x, masks = torch.rand(7, 100, generator=rng), torch.rand(7, 784, generator=rng), draw_masks(7, SHAPE, rng=rng)
     expected = generator(masked_codes(z, x, masks)).detach()
     torch.testing.assert_close(run_exported(path, z, x, masks, format="torchscript"), expected, atol=1e-5, rtol=0)
+    x[masks == 0] = float("nan")  # "hidden pixels any value": not even NaN reaches the output
+    torch.testing.assert_close(run_exported(path, z, x, masks, format="torchscript"), expected, atol=1e-5, rtol=0)
 
 
 def test_what_a_completer_cannot_do_is_one_sentence(masked_run, mnist_run, tiny_dir, tmp_path, capsys):
@@ -179,6 +192,9 @@ def test_what_a_completer_cannot_do_is_one_sentence(masked_run, mnist_run, tiny_
         (("complete", mnist_run, "--data-dir", tiny_dir), "needs a model trained with --all-conditionals"),
         (("complete", masked_run, "--images", "test:5-2"), "'5-2' is not an index or a range"),
         (("complete", masked_run, "--images", "exam:1"), "--images takes SPLIT:INDICES"),
+        (("complete", masked_run, "--images", "test:0-99999999999999999999"), "test has 2,000 images (0 to 1,999)"),
+        (("eval", "completion", masked_run, "--num-images", 2001), "MNIST has 2,000 test images, not 2,001"),
+        (("eval", "completion", masked_run, "-n", 10**6), "with -n 1,000,000 needs about"),
         (("infer", masked_run), "is a model of every conditional"),
         (("eval", "features", masked_run), "is --all-conditionals"),
         (("train", "toy1d", "--all-conditionals", "--run-dir", tmp_path / "t"), "completes images; toy1d holds points"),

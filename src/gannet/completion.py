@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import torch
+from tqdm import trange
 
 from gannet.config import TrainConfig
 from gannet.data import Dataset
@@ -22,7 +23,7 @@ from gannet.noise import masked_codes, sample_codes, sample_noise
 from gannet.outputs import check_seed
 
 SPLITS = ("train", "valid", "test")
-SHADE = 0.3  # the grey a hidden pixel is drawn in, beside its completions
+SHADE = (0.15, 0.45)  # a hidden pixel, beside its completions: a checkerboard, unlike digits and borders
 
 
 def select_images(spec: str, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
@@ -35,16 +36,16 @@ def select_images(spec: str, dataset: Dataset) -> tuple[torch.Tensor, torch.Tens
         )
     split, text = match[1], match[2]
     images = getattr(dataset, split)
-    indices: list[int] = []
+    spans = []
     for part in text.split(","):
         bounds = part.split("-")
         if not all(b.isdigit() for b in bounds) or len(bounds) > 2 or int(bounds[0]) > int(bounds[-1]):
             raise GannetError(f"--images: {part!r} is not an index or a range FIRST-LAST.")
-        indices += range(int(bounds[0]), int(bounds[-1]) + 1)
-    if max(indices) >= len(images):
-        raise GannetError(
-            f"--images: {split} has {len(images):,} images (0 to {len(images) - 1:,}), not {max(indices):,}."
-        )
+        spans.append((int(bounds[0]), int(bounds[-1])))
+    last = max(end for _, end in spans)  # checked before any list is built: test:0-99999999 is one sentence
+    if last >= len(images):
+        raise GannetError(f"--images: {split} has {len(images):,} images (0 to {len(images) - 1:,}), not {last:,}.")
+    indices = [i for first, end in spans for i in range(first, end + 1)]
     if len(indices) > 1000:
         raise GannetError(f"--images names {len(indices):,} images; a picture takes at most 1,000 rows.")
     labels = dataset.labels.get(split)
@@ -77,9 +78,12 @@ def complete(
     return filled.view(count, n, width)
 
 
-def shown_masked(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """The images as a user sees them before completion: hidden pixels a flat grey."""
-    return images * masks + SHADE * (1 - masks)
+def shown_masked(images: torch.Tensor, masks: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The images as a user sees them before completion: hidden pixels a grey checkerboard."""
+    _, height, width = shape
+    squares = (torch.arange(height).view(-1, 1) + torch.arange(width).view(1, -1)) % 2  # (H, W)
+    shade = torch.where(squares.bool(), SHADE[1], SHADE[0]).expand(shape).reshape(-1)  # (C·H·W,)
+    return torch.where(masks.bool(), images, shade)
 
 
 def mean_fill(images: torch.Tensor, masks: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
@@ -95,10 +99,11 @@ def best_match(
     n: int,
     steps: int = 200,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> torch.Tensor:
     """The unconditional generator's images nearest the observed pixels, one per random start of
     z (Adam on ‖m·(G(z) − x)‖², z kept in p_z's range for the uniform priors), with the
-    observed pixels put back: (N, n, D)."""
+    observed pixels put back: (N, n, D). `progress`: a bar over the steps (None: on a terminal)."""
     count, width = images.shape
     rng = torch.Generator().manual_seed(seed)
     z = sample_codes(config, count * n, "cpu", rng).requires_grad_(True)  # (N·n, latent)
@@ -107,7 +112,9 @@ def best_match(
     generator.requires_grad_(False)
     limit = {"uniform-sqrt3": 3**0.5, "uniform": 1.0}.get(config.noise)
     try:
-        for _ in range(steps):
+        for _ in trange(
+            steps, desc="best match", unit="step", leave=False, disable=None if progress is None else not progress
+        ):
             loss = ((generator(z) - target) * mask).pow(2).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -127,7 +134,7 @@ def scores(
 ) -> dict[str, float]:
     """accuracy: the share of completions (N, n, D) the classifier reads as their image's label;
     diversity: the mean pairwise distance between one image's completions over its hidden
-    pixels (masks (N, D)), averaged over the images (0 for a single completion)."""
+    pixels (masks (N, D)), averaged over the images (0 where n = 1, as for the mean fill)."""
     from gannet.quality import predict
 
     count, n, width = completions.shape

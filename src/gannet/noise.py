@@ -58,7 +58,7 @@ def append_labels(x: torch.Tensor, labels: torch.Tensor, classes: int) -> torch.
 def masked_codes(z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """An --all-conditionals G's input: z, the observed pixels (hidden ones zeroed), the mask
     (1 = observed): (n, latent_dim + 2 · pixels). Its last `pixels` entries, the mask, D sees too."""
-    return torch.cat([z, x * mask, mask], dim=1)
+    return torch.cat([z, torch.where(mask.bool(), x, 0), mask], dim=1)  # NaN in a hidden pixel stays out
 
 
 def pixels(config) -> int:

@@ -19,7 +19,9 @@ def add_complete_parser(sub: argparse._SubParsersAction) -> None:
     )
     complete.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     complete.add_argument(
-        "--mask", default="top-half", help=f"what is hidden: {', '.join(MASK_NAMES)} (dark = hidden) [top-half]"
+        "--mask",
+        default="top-half",
+        help=f"what is hidden: {', '.join(MASK_NAMES)} (dark or transparent = hidden) [top-half]",
     )
     complete.add_argument("--images", default="test:0-9", help="which real images, SPLIT:INDICES [test:0-9]")
     add_shared_flags(
@@ -30,6 +32,10 @@ def add_complete_parser(sub: argparse._SubParsersAction) -> None:
         device=("cpu", "cpu, cuda, ..."),
         data_dir="data folder of the real images",
     )
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
@@ -62,11 +68,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
         scale=2,
     )
     filled = completion.complete(generator, config, images, mask, args.num_samples, args.seed)  # (N, n, D)
-    rows = torch.cat([completion.shown_masked(images, mask).unsqueeze(1), filled], dim=1)  # (N, 1 + n, D)
+    rows = torch.cat([completion.shown_masked(images, mask, shape).unsqueeze(1), filled], dim=1)  # (N, 1 + n, D)
     save_grid(rows.reshape(-1, rows.shape[-1]), shape, output, ncols=args.num_samples + 1)
     hidden = int((mask == 0).sum()) // shape[0]
+    split = args.images.split(":")[0]
     print(
-        f"gannet: {args.num_samples} completions of {len(indices)} {args.images.split(':')[0]} images "
+        f"gannet: {plural(args.num_samples, 'completion')} of {plural(len(indices), split + ' image')} "
         f"({hidden} of {shape[1] * shape[2]} pixels hidden: {args.mask}) from {path} written to {output}.",
         file=sys.stderr,
     )

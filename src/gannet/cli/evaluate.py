@@ -96,7 +96,8 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         "completion",
         help="an --all-conditionals model's completions: label accuracy and diversity per mask family",
         allow_abbrev=False,
-        description="For each mask family, complete test images n times; report the share of completions the "
+        description="For each mask family of training but the whole image (random, rectangle, half, "
+        "quadrant), complete test images n times; report the share of completions the "
         "shipped MNIST classifier reads as the image's own digit, and the mean pairwise distance between one "
         "image's completions over its hidden pixels, beside the hidden part filled with the mean training image "
         "and, with --baseline, an unconditional generator's best match to the observed pixels.",
@@ -105,13 +106,16 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     completion.add_argument(
         "--baseline", metavar="SOURCE", help="an unconditional MNIST generator to match the observed pixels with"
     )
-    completion.add_argument("--num-images", type=int, default=300, help="the first N test images [300]")
+    completion.add_argument(
+        "--num-images", type=int, default=300, metavar="N", help="the first N test images (at most 10,000) [300]"
+    )
     add_shared_flags(
         completion,
-        num_samples=(8, "completions of each image (and random starts of the baseline's search)"),
+        num_samples=(8, "completions of each image, at least 2 (and random starts of the baseline's search)"),
         seed="noise and mask seed",
         data_dir="data folder of MNIST",
         output="JSON result [RUN_DIR/completion.json; a shipped model: none]",
+        progress="show the baseline's progress bar",
     )
 
 
@@ -176,7 +180,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
     from gannet import completion, data, quality
     from gannet.checkpoints import result_path
     from gannet.masks import MASK_FAMILIES, draw_masks
-    from gannet.outputs import check_count, check_seed, check_writable, write_json
+    from gannet.outputs import check_count, check_fits, check_seed, check_writable, write_json
     from gannet.sampling import checkpoint_dataset, load_generator
 
     check_count("--num-images", args.num_images)
@@ -197,6 +201,11 @@ def cmd_completion(args: argparse.Namespace) -> int:
         if baseline.masked or baseline_config.conditional or baseline_config.dataset != "mnist":
             raise GannetError(f"--baseline takes an unconditional MNIST generator; {baseline_path} is not one.")
     mnist = checkpoint_dataset(config, args.data_dir)
+    if args.num_images > len(mnist.test):
+        raise GannetError(f"--num-images: MNIST has {len(mnist.test):,} test images, not {args.num_images:,}.")
+    # the completions' inputs and images of one family at once, float32
+    drawn = args.num_images * args.num_samples * (config.latent_dim + 3 * generator.data_dim) * 4
+    check_fits(f"--num-images {args.num_images:,} with -n {args.num_samples:,}", 2 * drawn, "ask for fewer")
     images, labels = mnist.test[: args.num_images], mnist.labels["test"][: args.num_images]
     classifier = quality.load_classifier()
     rng = torch.Generator().manual_seed(args.seed)
@@ -211,7 +220,9 @@ def cmd_completion(args: argparse.Namespace) -> int:
             ),
         }
         if baseline is not None:
-            matched = completion.best_match(baseline, baseline_config, images, masks, args.num_samples, seed=args.seed)
+            matched = completion.best_match(
+                baseline, baseline_config, images, masks, args.num_samples, seed=args.seed, progress=args.progress
+            )
             row["best match"] = completion.scores(matched, masks, labels, classifier)
         row["hidden_share"] = 1 - masks.mean().item()
         table[family] = row
@@ -221,7 +232,12 @@ def cmd_completion(args: argparse.Namespace) -> int:
     for family, row in table.items():
         cells = " ".join(f"{100 * row[m]['accuracy']:>9.1f} % / {row[m]['diversity']:>4.2f}" for m in methods)
         print(f"  {family:<10} {100 * row['hidden_share']:>6.1f}% {cells}")
-    record = {"source": str(path), "baseline": args.baseline, "num_images": len(images), "table": table}
+    record = {
+        "source": str(path),
+        "baseline": baseline and str(baseline_path),
+        "num_images": len(images),
+        "table": table,
+    }
     if output is not None:
         write_json(output, record)
         print(f"  saved to {output}")

@@ -20,7 +20,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
         help="write the generator as an ONNX or TorchScript file",
         allow_abbrev=False,
         description="Write G alone as a file that runs without gannet: input z (and a conditional model's "
-        "class label, int64), output the samples (N, data_dim), N free. The file's metadata names p_z.",
+        "class label, int64; an --all-conditionals model's images and masks), output the samples (N, data_dim), "
+        "N free. The file's metadata names p_z.",
     )
     export.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
     export.add_argument(
