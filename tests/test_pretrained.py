@@ -103,3 +103,31 @@ def test_the_shipped_scores_are_what_gannet_eval_gives(data_dir, tmp_path, capsy
         assert parzen["log_likelihood"] == pytest.approx(scores["parzen"], abs=0.01), name
         assert parzen["standard_error"] == pytest.approx(scores["parzen_se"], abs=0.01)
     capsys.readouterr()
+
+
+def test_a_path_in_the_way_says_which_shipped_model_it_hides(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()  # as in a data folder: mnist/ holds MNIST's files
+    code, out = run_gannet("sample", "mnist", capsys=capsys)
+    assert code == 2 and f"mnist here hides the shipped model 'mnist', whose file is {pretrained.FOLDER}" in out.err
+
+
+@pytest.mark.parametrize(
+    "args, what",
+    [
+        (("train", "--resume", "mnist"), "no training state to resume"),
+        (("average", "mnist", "--epochs", "100-250"), "no checkpoints of epochs to average"),
+        (("figures", "curves", "mnist"), "no training history"),
+    ],
+)
+def test_a_shipped_model_has_no_history(args, what, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out = run_gannet(*args, capsys=capsys)
+    assert code == 2 and f"mnist is a model that ships with gannet: one weights file, with {what}" in out.err
+
+
+def test_infer_names_its_folder_after_the_shipped_model_however_it_is_given():
+    from gannet.pretrained import name_of
+
+    assert name_of("mnist") == name_of(pretrained.FOLDER / "mnist.safetensors") == "mnist"
+    assert name_of("runs/x/checkpoints/epoch-0001.safetensors") == "epoch-0001.safetensors"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gannet.networks import Discriminator
-from gannet.semisupervised import discriminator_features, labelled_subset, linear_probe
+from gannet.semisupervised import discriminator_features, fit_linear, labelled_subset, linear_probe
 
 from .conftest import gannet
 
@@ -15,6 +15,16 @@ def test_labelled_subset_takes_n_of_each_class_reproducibly():
     assert torch.bincount(labels[idx]).tolist() == [7] * 10
     assert torch.equal(idx, labelled_subset(labels, 7, seed=1))
     assert len(labelled_subset(labels, None)) == 300
+
+
+def test_the_linear_fit_is_the_same_every_time():
+    x = torch.randn(60, 5, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    torch.manual_seed(1)  # the global generator's state must not matter: the fit starts from zeros
+    first = fit_linear(x, y, steps=20)
+    torch.manual_seed(2)
+    second = fit_linear(x, y, steps=20)
+    assert torch.equal(first.weight, second.weight) and torch.equal(first.bias, second.bias)
 
 
 def test_features_are_the_maxout_layers_without_dropout():

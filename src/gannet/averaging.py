@@ -53,6 +53,9 @@ def average_checkpoints(
     if every < 1:
         raise GannetError("--every must be at least 1.")
     if not (run_dir / "checkpoints").is_dir():
+        from gannet.pretrained import refuse_history
+
+        refuse_history(run_dir, "checkpoints of epochs to average")
         raise GannetError(f"{run_dir} is not a gannet run directory (it has no checkpoints/ folder).")
     epochs = range(first, last + 1, every)
     target = Path(output) if output is not None else default_path(run_dir, first, epochs[-1], every)

@@ -171,7 +171,8 @@ def _metadata(epoch: int, step: int | None, config: TrainConfig) -> dict[str, st
 
 def resolve(source: str | os.PathLike) -> Path:
     """A weights file from a run directory (its newest checkpoint), a .safetensors path, or the
-    name of a model that ships with gannet (`gannet pretrained`; a path that exists wins)."""
+    name of a model that ships with gannet (`gannet pretrained`; a path that exists wins, and
+    its errors say which shipped model it hides)."""
     shipped = pretrained.shipped_path(source)
     if shipped is not None:
         return shipped
@@ -179,7 +180,9 @@ def resolve(source: str | os.PathLike) -> Path:
     if source.is_dir():
         found = checkpoint_paths(source)
         if not found:
-            raise GannetError(f"{source} holds no checkpoint (no checkpoints/epoch-*.safetensors).")
+            raise GannetError(
+                f"{source} holds no checkpoint (no checkpoints/epoch-*.safetensors){pretrained.hidden(source)}."
+            )
         return found[-1]
     if not source.is_file():
         names = ", ".join(pretrained.names())
@@ -224,7 +227,9 @@ def load_weights(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
             metadata = f.metadata() or {}
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
     except Exception as error:  # safetensors raises its own error types for bad files
-        raise GannetError(f"{path} is not a gannet checkpoint (not a readable safetensors file: {error}).") from None
+        raise GannetError(
+            f"{path} is not a gannet checkpoint (not a readable safetensors file: {error}){pretrained.hidden(source)}."
+        ) from None
     if metadata.get("format") != FORMAT:
         other = f"a safetensors file of another tool (format {metadata['format']!r})" if "format" in metadata else None
         raise GannetError(f"{path} is not a gannet checkpoint ({other or 'its metadata names no gannet format'}).")

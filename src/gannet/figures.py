@@ -234,6 +234,9 @@ def make(
         if run is None:
             raise GannetError("curves draws a run's metrics.jsonl; give its run directory.")
         if not (Path(run) / "metrics.jsonl").is_file():
+            from gannet.pretrained import refuse_history
+
+            refuse_history(run, "training history (metrics.jsonl) to draw")
             raise GannetError(f"{run} holds no metrics.jsonl: is it a gannet run directory?")
         return [curves_figure(Path(run), output)]
     if name == "fig1":

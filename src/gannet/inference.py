@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from gannet import pretrained
 from gannet.checkpoints import result_path
 from gannet.config import TrainConfig
 from gannet.data import data_shape
@@ -123,7 +124,7 @@ def infer(
     check_count("--steps", steps, 100, MAX_STEPS)
     check_seed(seed)
     # a shipped model's folder is the installed package: its E goes to ./inference-NAME instead
-    default = result_path(source, "inference") or Path(f"inference-{Path(source).name}")
+    default = result_path(source, "inference") or Path(f"inference-{pretrained.name_of(source)}")
     out = check_folder(output_dir or default, "--output-dir")
     generator, config, path = load_generator(source)
     shape = data_shape(config)

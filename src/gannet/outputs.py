@@ -70,8 +70,9 @@ def write_file(path: str | os.PathLike, write: Callable[[Path], object]) -> Path
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
         os.close(handle)
         tmp = Path(name)
-        os.chmod(tmp, 0o666 & ~UMASK)  # the mode of a file written plainly, not mkstemp's 0600
         write(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # the mode of a file written plainly, not mkstemp's 0600 (after the
+        # writer: one that replaces the file, as safetensors' does, would bring 0600 back)
         os.replace(tmp, path)
     except BaseException as error:
         if tmp is not None:

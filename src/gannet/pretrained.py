@@ -37,6 +37,32 @@ def shipped_path(source: str | os.PathLike) -> Path | None:
     return FOLDER / manifest()[name]["file"]
 
 
+def name_of(source: str | os.PathLike) -> str:
+    """The shipped model's name for a name or its file's path ('mnist'); else the path's name."""
+    path = shipped_path(source) or Path(source)
+    if path.parent.resolve() == FOLDER.resolve():
+        return next((name for name, e in manifest().items() if e["file"] == path.name), path.stem)
+    return Path(source).name
+
+
+def hidden(source: str | os.PathLike) -> str:
+    """', a path here that hides the shipped model NAME (its file: PATH)' when `source` is a
+    shipped model's name but a file or folder of that name is in the way; else ''."""
+    name = os.fspath(source)
+    if name not in manifest() or not Path(name).exists():
+        return ""
+    return f"; {name} here hides the shipped model {name!r}, whose file is {FOLDER / manifest()[name]['file']}"
+
+
+def refuse_history(source: str | os.PathLike, what: str) -> None:
+    """A GannetError when `source` names a shipped model, which has no `what` (training state,
+    metrics, checkpoints): it is one weights file."""
+    from gannet.errors import GannetError
+
+    if shipped_path(source) is not None:
+        raise GannetError(f"{source} is a model that ships with gannet: one weights file, with no {what}.")
+
+
 def is_shipped(source: str | os.PathLike) -> bool:
     """Whether `source` resolves to a shipped model (by name, or by the file's own path)."""
     path = shipped_path(source) or Path(source)
@@ -48,13 +74,16 @@ def describe() -> str:
     if not manifest():
         return "gannet ships no models in this installation (gannet/assets/pretrained/manifest.json is missing)."
     blocks = []
-    for name, entry in manifest().items():
+    for name, entry in sorted(manifest().items()):
         blocks.append(
             f"{name}\n    {entry['description']}\n    scores: {scores_line(entry['scores'])}\n"
             f"    trained with: {entry['command']}  (seed {entry['seed']}, gannet {entry['gannet_version']}, "
-            f"{entry['date']})\n    stored as {entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB"
+            f"{entry['date']})\n    file: {FOLDER / entry['file']} ({entry['dtype']}, {entry['bytes'] / 1e6:.1f} MB)"
         )
-    return "\n".join(blocks) + "\nUse a name wherever a run directory is taken: gannet sample mnist -o digits.png"
+    return "\n".join(blocks) + (
+        "\nA name goes wherever a generator is read (sample, eval, figures, export, infer, complete): "
+        "gannet sample mnist -o digits.png; a conditional model draws a chosen digit with --label."
+    )
 
 
 def scores_line(scores: dict[str, float]) -> str:

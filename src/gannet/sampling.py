@@ -23,7 +23,8 @@ from gannet.outputs import check_fits, check_seed, write_file
 
 
 def load_generator(source: str | os.PathLike, device: str = "cpu") -> tuple[Generator, TrainConfig, Path]:
-    """The generator of a run directory's newest checkpoint, or of a .safetensors file."""
+    """The generator of a run directory's newest checkpoint, of a .safetensors file, or of a
+    model that ships with gannet, by name ("mnist"; `gannet pretrained` lists them)."""
     tensors, metadata, path = checkpoints.load_weights(source)
     config = checkpoints.checkpoint_config(metadata, path)
     generator, _ = build_networks(config, data_shape(config))

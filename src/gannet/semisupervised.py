@@ -49,6 +49,8 @@ def labelled_subset(labels: torch.Tensor, per_class: int | None, seed: int = 0) 
 def fit_linear(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3, steps: int = 200) -> torch.nn.Linear:
     """Multinomial logistic regression: mean cross-entropy + l2·‖W‖², by L-BFGS."""
     model = torch.nn.Linear(x.shape[1], int(y.max()) + 1).double()
+    torch.nn.init.zeros_(model.weight)  # a convex problem: from zeros, the same fit every time
+    torch.nn.init.zeros_(model.bias)
     x = x.double()
     optimizer = torch.optim.LBFGS(model.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
 

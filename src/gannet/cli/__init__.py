@@ -114,6 +114,8 @@ def build_parser() -> Parser:
         "pretrained",
         help="list the models that ship with gannet, with their scores (use a name as SOURCE)",
         allow_abbrev=False,
+        description="List the trained models inside the package: what each is, its scores, the command that "
+        "trained it and its file. A name goes wherever a generator is read: gannet sample mnist.",
     )
 
     data = sub.add_parser("data", help="check or download data sets", allow_abbrev=False)
@@ -143,6 +145,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
         from gannet.state import check_resume
 
         if not args.resume.exists():
+            from gannet.pretrained import refuse_history
+
+            refuse_history(args.resume, "training state to resume (train from it with a new run instead)")
             raise GannetError(f"Cannot resume: {args.resume} is not a gannet run directory or checkpoint.")
         run_dir = args.run_dir or checkpoints.run_dir_of(args.resume)
         if os.environ.get("RANK", "0") == "0":  # not while another process trains in it (torchrun: rank 0 asks)
