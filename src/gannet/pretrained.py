@@ -37,12 +37,17 @@ def shipped_path(source: str | os.PathLike) -> Path | None:
     return FOLDER / manifest()[name]["file"]
 
 
+def _shipped_name(source: str | os.PathLike) -> str | None:
+    """The shipped model `source` is, by name or by its file's path; None for anything else."""
+    path = shipped_path(source) or Path(source)
+    if path.parent.resolve() != FOLDER.resolve():
+        return None
+    return next((name for name, entry in manifest().items() if entry["file"] == path.name), None)
+
+
 def name_of(source: str | os.PathLike) -> str:
     """The shipped model's name for a name or its file's path ('mnist'); else the path's name."""
-    path = shipped_path(source) or Path(source)
-    if path.parent.resolve() == FOLDER.resolve():
-        return next((name for name, e in manifest().items() if e["file"] == path.name), path.stem)
-    return Path(source).name
+    return _shipped_name(source) or Path(source).name
 
 
 def hidden(source: str | os.PathLike) -> str:
@@ -65,8 +70,7 @@ def refuse_history(source: str | os.PathLike, what: str) -> None:
 
 def is_shipped(source: str | os.PathLike) -> bool:
     """Whether `source` resolves to a shipped model (by name, or by the file's own path)."""
-    path = shipped_path(source) or Path(source)
-    return path.parent.resolve() == FOLDER.resolve() and path.name in {e["file"] for e in manifest().values()}
+    return _shipped_name(source) is not None
 
 
 def describe() -> str:
