@@ -1,8 +1,10 @@
+import copy
+
 import pytest
 import torch
 
 from gannet.config import TrainConfig
-from gannet.networks import Discriminator, Maxout, build_networks, marginal_logits
+from gannet.networks import SPLIT_TIES_BELOW, Discriminator, Maxout, build_networks, marginal_logits
 
 
 def test_maxout_is_the_max_over_each_units_pieces():
@@ -25,6 +27,28 @@ def test_maxout_gradient_flows_only_through_the_winning_piece():
         layer.linear.bias.zero_()
     layer(torch.tensor([[3.0, 1.0]])).sum().backward()
     assert layer.linear.weight.grad.tolist() == [[3.0, 1.0], [0.0, 0.0]]
+
+
+def test_maxout_splits_a_ties_gradient_on_narrow_inputs_and_matches_amax_on_wide_ones():
+    narrow = Maxout(2, units=1, pieces=3)  # a zero input ties every piece at its (zero) bias
+    with torch.no_grad():
+        narrow.linear.bias.zero_()
+    narrow(torch.zeros(1, 2)).sum().backward()
+    assert narrow.split_ties and narrow.linear.bias.grad.tolist() == pytest.approx([1 / 3] * 3)
+
+    torch.manual_seed(0)
+    wide = Maxout(SPLIT_TIES_BELOW, units=6, pieces=5)
+    assert not wide.split_ties
+    x = torch.randn(8, SPLIT_TIES_BELOW)
+    g = torch.randn(8, 6)
+    splitting = copy.deepcopy(wide)
+    splitting.split_ties = True  # amax
+    for layer in (wide, splitting):
+        (layer(x) * g).sum().backward()
+    # no ties: the scatter to the winner gives amax's gradient bit for bit
+    assert torch.equal(wide(x), splitting(x))
+    assert torch.equal(wide.linear.weight.grad, splitting.linear.weight.grad)
+    assert torch.equal(wide.linear.bias.grad, splitting.linear.bias.grad)
 
 
 def test_paper_mnist_networks_have_the_papers_sizes():

@@ -27,12 +27,20 @@ class Maxout(nn.Module):
         super().__init__()
         self.units, self.pieces = units, pieces
         self.linear = nn.Linear(in_features, units * pieces)
+        # Pieces tie only where a unit's whole input is zero (all pieces then equal their biases).
+        # Input dropout does that often on a few-dimensional input (the toy sets of Figure 1), where
+        # `amax` must split the gradient between the tied pieces to keep the game the same; on wider
+        # inputs a tie is never met, and `max(dim)`'s backward (one scatter to the winning piece)
+        # costs a quarter of amax's (benchmarks/README.md) and gives the same numbers.
+        self.split_ties = in_features < SPLIT_TIES_BELOW
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.linear(x)  # (B, units * pieces)
-        # amax splits the gradient between tied pieces; `max(dim).values` (one scatter, cheaper on a
-        # CPU) gives it to one, which changes the toy game of Figure 1 (benchmarks/README.md)
-        return z.view(*z.shape[:-1], self.units, self.pieces).amax(dim=-1)  # (B, units)
+        z = z.view(*z.shape[:-1], self.units, self.pieces)  # (B, units, pieces)
+        return z.amax(dim=-1) if self.split_ties else z.max(dim=-1).values  # (B, units)
+
+
+SPLIT_TIES_BELOW = 64  # input width under which a Maxout layer splits tied pieces' gradient
 
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}  # of G's hidden layers
