@@ -10,6 +10,7 @@ on real MNIST, run one after the other in one process, and the script prints ste
 and their ratio.
 
     python benchmarks/training_step.py --data-dir ../shared/data [--steps 200] [--device cuda]
+        [--precision bf16] [--command]
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import dataclasses
 import itertools
 import os
 import platform
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from gannet.game import examples_per_step, make_players
 from gannet.graphs import epoch_steps, graphs_apply
 from gannet.noise import sample_noise
 from gannet.optim import learning_rate
+from gannet.resources import PRECISIONS, compute_dtype, cpu_name
 
 
 class PlainMaxout(nn.Module):
@@ -186,38 +190,77 @@ def products_only(players, config: TrainConfig, train: torch.Tensor, steps: int,
     return timed(step, steps, device)
 
 
+def products_in_step(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
+    """Seconds that the matrix products take inside `steps` of gannet's steps (torch.profiler's
+    self time of aten::mm and aten::addmm): where products_only's replay is a floor for the
+    products on their own, this is what they cost in place, between the step's other work."""
+    per_step = examples_per_step(config)
+    for j in range(10):  # warm-up
+        game.step(players, config, train[j * per_step : (j + 1) * per_step].to(device))
+    with quiet_stderr(), torch.profiler.profile(activities=[ProfilerActivity.CPU]) as prof:
+        for j in range(steps):
+            game.step(players, config, train[j * per_step : (j + 1) * per_step].to(device))
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm")) / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="gannet's loop only; plain stays fp32")
+    parser.add_argument(
+        "--command", action="store_true", help="also time the whole `gannet train mnist --epochs 1` command"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     mnist = load_mnist(args.data_dir / "mnist")
+    chip = cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    dtype, fallback = compute_dtype(args.precision, device)
     print(
-        f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"device {device}; MNIST preset, batch 100, {args.steps} steps each"
+        f"machine: {platform.machine()} ({chip}), "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {device}; MNIST preset, batch 100, "
+        f"{args.steps} steps each; gannet's step in {'bfloat16' if dtype is not None else 'float32'}"
+        + (f" ({fallback})" if fallback else "")
     )
     for update in ("simultaneous", "alternating"):
-        config = TrainConfig(update=update)
+        config = TrainConfig(update=update, precision=args.precision)
         loops = {"plain": plain_loop, "gannet": gannet_loop, "products": products_only}
+        if device.type == "cpu":  # the profiler's CPU times say nothing of a GPU's kernels
+            loops["products in step"] = products_in_step
         if graphs_apply(config, device, distributed=False):
             loops["gannet, eager"] = gannet_eager  # the same loop without CUDA graphs
         times = {}
         for name, loop in loops.items():
             torch.manual_seed(0)
-            players = make_players(config, mnist, device)
+            fp32 = name in ("plain", "products")  # the floor: float32 products
+            players = make_players(dataclasses.replace(config, precision="fp32") if fp32 else config, mnist, device)
             times[name] = loop(players, config, mnist.train, args.steps, device)
         rates = {k: args.steps / v for k, v in times.items()}
-        eager = rates.get("gannet, eager")
+        eager, inside = rates.get("gannet, eager"), rates.get("products in step")
         print(
             f"{update:>12}: plain {rates['plain']:6.1f} steps/s ({1000 / rates['plain']:5.2f} ms)   "
             f"gannet {rates['gannet']:6.1f} steps/s ({1000 / rates['gannet']:5.2f} ms)   "
             f"ratio {rates['gannet'] / rates['plain']:.2f}×   "
             f"gannet epoch (500 steps) {500 / rates['gannet']:.2f} s   "
-            f"matrix products alone {1000 / rates['products']:5.2f} ms/step"
+            f"matrix products alone {1000 / rates['products']:5.2f} ms/step "
+            f"(gannet's step {rates['products'] / rates['gannet']:.2f}× that)"
+            + (f" (inside gannet's step {1000 / inside:5.2f})" if inside else "")
             + (f"   gannet without CUDA graphs {eager:6.1f} steps/s ({1000 / eager:5.2f} ms)" if eager else "")
         )
+    if args.command:
+        print(f"the whole command, one epoch: {whole_command(args.data_dir, args.device, args.precision):.2f} s")
+
+
+def whole_command(data_dir: Path, device: str, precision: str) -> float:
+    """Wall seconds of `gannet train mnist --epochs 1` in a fresh process (start-up, 500 steps,
+    the Parzen monitor, the sample picture, the checkpoint), into a temporary run folder."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        command = ["gannet", "train", "mnist", "--epochs", "1", "--data-dir", str(data_dir), "--device", device]
+        command += ["--precision", precision, "--run-dir", f"{run_dir}/run", "--no-progress"]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - started
 
 
 if __name__ == "__main__":

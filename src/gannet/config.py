@@ -24,6 +24,7 @@ from gannet.losses import GENERATOR_LOSSES
 from gannet.networks import ACTIVATIONS, GENERATOR_OUTPUTS
 from gannet.noise import NOISE_PRIORS
 from gannet.optim import OPTIMIZERS
+from gannet.resources import PRECISIONS
 
 # The fields a resumed run may change: where it runs and for how long, not what it is; the
 # learning-rate cuts of epochs not yet begun and the averaging of epochs not yet finished
@@ -161,6 +162,13 @@ class TrainConfig:
     device: str = option(
         "auto",
         "Where to train: auto (a CUDA GPU if present, else Apple's MPS if present, else cpu), cpu, cuda, cuda:1, mps",
+    )
+    precision: str = option(
+        "fp32",
+        "Arithmetic of the training step: fp32, or bf16 (matrix products and element-wise work in bfloat16; "
+        "weights, optimiser state, losses, statistics and every evaluation stay float32). bf16 pays on CUDA GPUs "
+        "and on CPUs with AVX512_BF16 or AMX; elsewhere the run says so and trains in float32.",
+        PRECISIONS,
     )
     cuda_graphs: bool = option(
         True,

@@ -10,6 +10,7 @@ without waiting for the device; NaN marks a value the step did not compute.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from gannet.masks import draw_masks
 from gannet.networks import Discriminator, Generator, build_networks, clip_column_norms, with_labels
 from gannet.noise import masked_codes, sample_codes, sample_noise
 from gannet.optim import learning_rate, make_optimizer
+from gannet.resources import compute_dtype
 
 if TYPE_CHECKING:
     from gannet.config import TrainConfig
@@ -49,6 +51,17 @@ class Players:
     # False while a CUDA graph replays the updates (graphs.py): the lr schedules then tick
     # outside the graph, after each replay
     schedules_in_step: bool = True
+    # --precision bf16 where it pays (resources.compute_dtype): the forward passes run under
+    # autocast to this dtype; the weights, their gradients and optimiser state stay float32
+    compute_dtype: torch.dtype | None = None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The context of one forward pass: autocast to compute_dtype, or nothing. One per pass, not
+        one per step: autocast caches each weight's cast until its context closes, and a weight
+        updated inside the context would be read stale."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.generator.output.weight.device.type, dtype=self.compute_dtype)
 
     @property
     def trained_generator(self) -> torch.nn.Module:
@@ -89,9 +102,11 @@ def _stats(loss_d, loss_g, logits_real, logits_fake) -> torch.Tensor:
 def discriminator_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """θd ← θd + ∇θd (1/m) Σ [log D(x) + log(1 − D(G(z)))]  (ascend; G held fixed)."""
     G, D = players.generator, players.trained_discriminator
-    with torch.no_grad():
+    with torch.no_grad(), players.autocast():
         fake = with_labels(G(z), z, G)  # (m, data_dim [+ classes])
-    logits_real, logits_fake = D(x), D(fake)  # (m,), (m,)
+    with players.autocast():
+        logits_real, logits_fake = D(x), D(fake)  # (m,), (m,)
+    logits_real, logits_fake = logits_real.float(), logits_fake.float()  # losses in float32
     loss_d = discriminator_loss(logits_real, logits_fake)
     players.optimizer_d.zero_grad(set_to_none=True)
     loss_d.backward()
@@ -106,7 +121,9 @@ def generator_step(players: Players, z: torch.Tensor) -> torch.Tensor:
     G, D = players.generator, players.discriminator
     D.requires_grad_(False)  # only D's input gradient is needed: skip its weight gradients
     try:
-        logits_fake = D(with_labels(players.trained_generator(z), z, G))  # (m,)
+        with players.autocast():
+            logits_fake = D(with_labels(players.trained_generator(z), z, G))  # (m,)
+        logits_fake = logits_fake.float()
         loss_g = generator_loss(logits_fake, players.generator_loss)
         players.optimizer_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -128,8 +145,10 @@ def simultaneous_step(players: Players, x: torch.Tensor, z: torch.Tensor) -> tor
     """The 2014 code: one forward pass (same samples, same dropout masks); D descends its
     cost, G descends J(G), both gradients taken before either player moves."""
     G, D = players.generator, players.discriminator
-    fake = with_labels(players.trained_generator(z), z, G)  # (m, data_dim [+ classes])
-    logits_real, logits_fake = players.trained_discriminator(x), players.trained_discriminator(fake)  # (m,), (m,)
+    with players.autocast():
+        fake = with_labels(players.trained_generator(z), z, G)  # (m, data_dim [+ classes])
+        logits_real, logits_fake = players.trained_discriminator(x), players.trained_discriminator(fake)  # (m,), (m,)
+    logits_real, logits_fake = logits_real.float(), logits_fake.float()  # losses in float32
     loss_d = discriminator_loss(logits_real, logits_fake)
     loss_g = generator_loss(logits_fake, players.generator_loss)
     players.optimizer_d.zero_grad(set_to_none=True)
@@ -219,4 +238,5 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
         torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule(steps * d_updates_per_step(config))),
         config.generator_loss,
         config.max_col_norm,
+        compute_dtype=compute_dtype(config.precision, device)[0],
     )

@@ -200,7 +200,8 @@ def dropout(x: torch.Tensor, keep: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, 1 - keep, True)
-    mask = torch.rand(x.shape, dtype=x.dtype).lt_(keep).mul_(1 / keep)  # (x.shape): 0 or 1/keep
+    # drawn in float32 whatever x's dtype, so that --precision bf16 drops the units float32 would
+    mask = torch.rand(x.shape).lt_(keep).to(x.dtype).mul_(1 / keep)  # (x.shape): 0 or 1/keep
     return x * mask
 
 

@@ -205,3 +205,45 @@ def _mps_available() -> bool:
 
     mps = getattr(torch.backends, "mps", None)  # absent from some builds of torch
     return bool(mps is not None and mps.is_available())
+
+
+PRECISIONS = ("fp32", "bf16")  # --precision
+
+
+def compute_dtype(precision: str, device: torch.device) -> tuple[torch.dtype | None, str | None]:
+    """The dtype of the training step's arithmetic for --precision on `device` (None: float32
+    throughout) and, where bf16 was asked for and cannot pay here, one sentence saying why the
+    run goes on in float32. bfloat16 pays on CUDA GPUs that have it and on CPUs with AVX512_BF16
+    or AMX; elsewhere a CPU emulates it, dozens of times slower than float32."""
+    import torch
+
+    if precision == "fp32":
+        return None, None
+    if device.type == "cuda":
+        if torch.cuda.get_device_capability(device) >= (8, 0):  # Ampere on; older GPUs emulate it
+            return torch.bfloat16, None
+        why = f"{torch.cuda.get_device_name(device)} has no bfloat16 arithmetic (it came with Ampere GPUs)"
+    elif device.type == "cpu":
+        if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+            return torch.bfloat16, None
+        why = (
+            f"this CPU ({cpu_name()}) has neither AVX512_BF16 nor AMX, so bfloat16 products would run far "
+            "slower than float32"
+        )
+    else:
+        why = f"gannet's bfloat16 step runs on CPUs and CUDA GPUs, not on {device.type}"
+    return None, f"--precision bf16: {why}; training in float32 instead."
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else the platform's processor string."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -24,7 +24,7 @@ from gannet.data import Dataset, dataset_for
 from gannet.errors import GannetError
 from gannet.game import Players, examples_per_step, make_players
 from gannet.noise import append_labels, num_classes, sample_codes
-from gannet.resources import resolve_device
+from gannet.resources import compute_dtype, resolve_device
 from gannet.runs import RunLock, begin_branch, check_free, check_run_dir, claim_run_dir, default_run_dir, start_point
 from gannet.state import Progress, check_resume, follow_schedule, global_rng_state, restore
 
@@ -81,8 +81,12 @@ def start(
         device = dist.device_for(cluster, device)
     if data is None:
         data = dataset_for(config, progress_bar if main else False)
+    dtype, fallback = compute_dtype(config.precision, device)
+    if main and fallback:
+        print(f"gannet: {fallback}", file=sys.stderr)
+    arithmetic = "; bfloat16 arithmetic" if dtype is not None else ""  # what this machine does of --precision
     if main and not resumed:  # once its device and data are there; a resume, once its checkpoint is read
-        print(f"gannet: {announcement(config, run_dir, Progress(), resumed, branch)}", file=sys.stderr)
+        print(f"gannet: {announcement(config, run_dir, Progress(), resumed, branch)}{arithmetic}", file=sys.stderr)
     train_set = training_examples(config, data).to(device)  # resident on the device
     steps_per_epoch = len(train_set) // examples_per_step(config)
     if steps_per_epoch == 0:
@@ -112,7 +116,7 @@ def start(
         dist.on_main(cluster, lambda: begin_branch(branch, run_dir))
     dist.on_main(cluster, lambda: config.save(run_dir / "config.json"))
     if main and resumed:
-        print(f"gannet: {announcement(config, run_dir, progress, resumed, branch)}", file=sys.stderr)
+        print(f"gannet: {announcement(config, run_dir, progress, resumed, branch)}{arithmetic}", file=sys.stderr)
     if cluster is not None:
         players.ddp_generator = dist.wrap(players.generator, device)
         players.ddp_discriminator = dist.wrap(players.discriminator, device)

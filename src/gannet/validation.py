@@ -65,8 +65,9 @@ def check(config: TrainConfig) -> None:
         coerce(name, getattr(config, name))
     checks = _range_checks(config) + _float_checks(config) + _string_checks(config)
     checks.append((config.channels in (1, 3), f"--channels must be 1 or 3, not {config.channels}"))
-    for name in ("update", "generator_loss", "noise", "optimizer", "generator_output"):
-        choices = FIELDS[name].metadata["choices"]
+    for name, field in FIELDS.items():  # every field with a fixed set of values
+        if not (choices := field.metadata["choices"]):
+            continue
         checks.append((getattr(config, name) in choices, f"--{flag(name)} must be one of {', '.join(choices)}"))
     checks += _architecture_checks(config)
     checks.append(

@@ -101,6 +101,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "run (where it runs, what it logs and keeps)": (
         "seed",
         "device",
+        "precision",
         "cuda_graphs",
         "log_every",
         "checkpoint_every",
