@@ -87,7 +87,7 @@ def average_checkpoints(
         raise WriteFailed(target, error) from None
 
 
-TRAINING_FILES = re.compile(r"^(epoch-\d+(-step-\d+)?|best|average)\.safetensors$")
+TRAINING_FILES = re.compile(r"^(epoch-\d+(-step-\d+)?|best|average|ema)\.safetensors$")
 
 
 def check_output(path: Path) -> None:
@@ -128,6 +128,25 @@ def generator_weights(
 def running_average_path(run_dir: str | os.PathLike) -> Path:
     """Where a run trained with --average-from keeps its mean generator."""
     return Path(run_dir) / "checkpoints" / "average.safetensors"
+
+
+def ema_path(run_dir: str | os.PathLike) -> Path:
+    """Where a run trained with --ema-decay keeps its moving-average generator."""
+    return Path(run_dir) / "checkpoints" / "ema.safetensors"
+
+
+def write_ema(
+    run_dir: Path,
+    epoch: int,
+    ema: dict[str, torch.Tensor],
+    updates: int,
+    discriminator: torch.nn.Module,
+    config: TrainConfig,
+) -> Path:
+    """Training with --ema-decay: checkpoints/ema.safetensors, the moving average of G's weights
+    after `updates` G updates (up to `epoch`), beside the discriminator of that epoch."""
+    weights = checkpoints.flat_weights(ema, discriminator)
+    return checkpoints.save_weights(ema_path(run_dir), epoch, weights, config, {"ema_updates": str(updates)})
 
 
 def write_running_average(

@@ -191,6 +191,17 @@ def resolve(source: str | os.PathLike) -> Path:
     return source
 
 
+def sampled(source: str | os.PathLike) -> str | os.PathLike:
+    """The weights that sampling and evaluation take for `source`: a run directory trained with
+    --ema-decay stands for its moving-average generator (checkpoints/ema.safetensors), the one
+    such a run is meant to be sampled from; anything else for itself (resolve)."""
+    if pretrained.shipped_path(source) is None and Path(source).is_dir():
+        ema = Path(source) / "checkpoints" / "ema.safetensors"
+        if ema.is_file():
+            return ema
+    return source
+
+
 def run_dir_of(source: str | os.PathLike) -> Path:
     """Where evaluations of a run-or-checkpoint argument write their results: the run
     directory (a checkpoint lives in RUN_DIR/checkpoints/), or, for a weights file kept
@@ -292,7 +303,13 @@ def split_weights(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     return parts["generator"], parts["discriminator"]
 
 
-def flat_weights(generator: torch.nn.Module, discriminator: torch.nn.Module) -> dict[str, torch.Tensor]:
-    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
-    tensors.update({f"discriminator.{k}": v for k, v in discriminator.state_dict().items()})
-    return tensors
+def flat_weights(
+    generator: torch.nn.Module | dict[str, torch.Tensor], discriminator: torch.nn.Module | dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors: each player's state dict (of the module, or as given) under its name."""
+    players = {"generator": generator, "discriminator": discriminator}
+    return {
+        f"{player}.{k}": v
+        for player, weights in players.items()
+        for k, v in (weights.state_dict() if isinstance(weights, torch.nn.Module) else weights).items()
+    }

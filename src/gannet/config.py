@@ -157,6 +157,13 @@ class TrainConfig:
         "checkpoints/average.safetensors (0: off). Polyak averaging, not in the paper; it does not change "
         "training (docs/reproducing-table1.md).",
     )
+    ema_decay: float = option(
+        0.0,
+        "Keep an exponential moving average of G's weights, updated after every G update with this decay "
+        "(0: off; e.g. 0.999), warmed up as min(decay, (1 + n) / (10 + n)) after n updates: "
+        "checkpoints/ema.safetensors, which `gannet sample`, `eval` and `figures` then take for the run. "
+        "Not in the paper; it does not change training.",
+    )
     # --- bookkeeping -----------------------------------------------------------------------
     seed: int = option(0, "Random seed: the same seed on the same CPU gives the same numbers.")
     device: str = option(

@@ -63,13 +63,13 @@ def costs_figure(path: Path) -> Path:
 
 
 def curves_figure(run_dir: Path, path: Path) -> Path:
-    """Losses, D(x) and D(G(z)), the Parzen monitor (and its mean generator's with --average-from),
-    learning rate and momentum from metrics.jsonl."""
+    """Losses, D(x) and D(G(z)), the Parzen monitor (and its mean or moving-average generator's,
+    with --average-from or --ema-decay), learning rate and momentum from metrics.jsonl."""
     records = read_metrics(run_dir)
     panels = [
         ("losses", ["loss/d", "loss/g"]),
         ("discriminator output", ["d/real", "d/fake"]),
-        ("Parzen LL (validation monitor)", ["parzen/valid", "parzen/valid_average"]),
+        ("Parzen LL (validation monitor)", ["parzen/valid", "parzen/valid_average", "parzen/valid_ema"]),
         ("learning rate", ["lr/d", "lr/g"]),
         ("momentum", ["momentum"]),
     ]

@@ -54,6 +54,11 @@ class Players:
     # --precision bf16 where it pays (resources.compute_dtype): the forward passes run under
     # autocast to this dtype; the weights, their gradients and optimiser state stay float32
     compute_dtype: torch.dtype | None = None
+    # --ema-decay: the moving average of G's parameters (float32, on G's device) and how many
+    # G updates it has followed
+    ema_decay: float = 0.0
+    ema: list[torch.Tensor] | None = None
+    ema_updates: int = 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context of one forward pass: autocast to compute_dtype, or nothing. One per pass, not
@@ -77,6 +82,23 @@ class Players:
             self.scheduler_g.step()
         if self.max_col_norm is not None:
             clip_column_norms(self.generator, self.max_col_norm)
+        if self.schedules_in_step:  # a CUDA graph's replays update it after each replay (graphs.py)
+            self.update_ema()
+
+    def update_ema(self) -> None:
+        """ema ← ema + (1 − d)·(θ_G − ema), d = min(ema_decay, (1 + n) / (10 + n)) after n updates:
+        the warm-up keeps the first updates from dragging the initial weights along."""
+        if self.ema is None:
+            return
+        n = self.ema_updates
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.ema, list(self.generator.parameters()), 1 - decay)
+        self.ema_updates += 1
+
+    def ema_weights(self) -> dict[str, torch.Tensor]:
+        """The moving average as G's state dict (its parameters are all of G's state)."""
+        return dict(zip((name for name, _ in self.generator.named_parameters()), self.ema, strict=True))
 
     def update_d(self) -> None:
         self.optimizer_d.step()
@@ -229,7 +251,7 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
     def schedule(updates_per_epoch: int) -> Callable[[int], float]:
         return lambda updates: learning_rate(config, updates, updates_per_epoch) / config.lr
 
-    return Players(
+    players = Players(
         generator,
         discriminator,
         optimizer_g,
@@ -239,4 +261,8 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
         config.generator_loss,
         config.max_col_norm,
         compute_dtype=compute_dtype(config.precision, device)[0],
+        ema_decay=config.ema_decay,
     )
+    if config.ema_decay:
+        players.ema = [p.detach().clone() for p in generator.parameters()]
+    return players

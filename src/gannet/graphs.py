@@ -110,6 +110,7 @@ class GraphedIterations:
             stats = self.stats
         self.players.scheduler_d.step()
         self.players.scheduler_g.step()
+        self.players.update_ema()  # outside the graph: its decay changes while it warms up
         return stats
 
     def _record(self) -> torch.Tensor:

@@ -23,9 +23,10 @@ from gannet.outputs import check_fits, check_seed, write_file
 
 
 def load_generator(source: str | os.PathLike, device: str = "cpu") -> tuple[Generator, TrainConfig, Path]:
-    """The generator of a run directory's newest checkpoint, of a .safetensors file, or of a
-    model that ships with gannet, by name ("mnist"; `gannet pretrained` lists them)."""
-    tensors, metadata, path = checkpoints.load_weights(source)
+    """The generator of a run directory (its newest checkpoint's, or its moving average's if it
+    was trained with --ema-decay), of a .safetensors file, or of a model that ships with gannet,
+    by name ("mnist"; `gannet pretrained` lists them)."""
+    tensors, metadata, path = checkpoints.load_weights(checkpoints.sampled(source))
     config = checkpoints.checkpoint_config(metadata, path)
     generator, _ = build_networks(config, data_shape(config))
     weights, _ = checkpoints.split_weights(tensors)

@@ -116,6 +116,11 @@ def training_state(
             "rng_ranks": dist.gather(own, cluster),
             "rank_weights_sha256": dist.check_in_step(cluster, players.generator, players.discriminator),
         }
+    if players.ema is not None:
+        extra["ema"] = {
+            "updates": players.ema_updates,
+            "weights": {k: v.cpu() for k, v in players.ema_weights().items()},
+        }
     return {
         **extra,
         "epoch": progress.epoch,
@@ -178,6 +183,16 @@ def _restore(
     players.optimizer_d.load_state_dict(state["optimizer_d"])
     players.scheduler_g.load_state_dict(state["scheduler_g"])
     players.scheduler_d.load_state_dict(state["scheduler_d"])
+    if players.ema is not None:  # a run with --ema-decay (which cannot be switched on at a resume)
+        ema = state["ema"]
+        if type(ema["updates"]) is not int or ema["updates"] < 0:
+            raise ValueError("its moving average's update count is not a whole number")
+        for name, mine in players.ema_weights().items():
+            saved = ema["weights"][name]
+            if saved.shape != mine.shape:
+                raise ValueError(f"its moving average's {name} has the shape {tuple(saved.shape)}")
+            mine.copy_(saved)
+        players.ema_updates = ema["updates"]
     torch.set_rng_state(state["rng_torch"])
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])

@@ -197,6 +197,8 @@ class Loop:
             averaging_now = bool(run.config.average_from) and p.epoch >= run.config.average_from
             if averaging_now:
                 self.add_to_average()
+            if run.players.ema is not None:
+                self.write_ema()
             monitor, best = self.monitor(averaging_now)
             if monitor:
                 self.writer.write(p.step, {"epoch": p.epoch, "time/elapsed": p.seconds, **monitor})
@@ -219,6 +221,14 @@ class Loop:
         G, D = run.players.generator, run.players.discriminator
         averaging.write_running_average(run.run_dir, p.epoch, p.average, p.averaged, G, D, run.config)
 
+    def write_ema(self) -> None:
+        """checkpoints/ema.safetensors: the moving average of G's weights (--ema-decay)."""
+        run, players = self.run, self.run.players
+        ema = players.ema_weights()
+        averaging.write_ema(
+            run.run_dir, run.progress.epoch, ema, players.ema_updates, players.discriminator, run.config
+        )
+
     def monitor(self, averaging_now: bool) -> tuple[dict[str, float], bool]:
         """The Parzen monitor (every `parzen_every` epochs; with averaging, of the mean generator
         too), for the epoch's record in metrics.jsonl; a new best generator is kept as best.safetensors.
@@ -233,6 +243,10 @@ class Loop:
             mean = copy.deepcopy(run.players.generator)
             mean.load_state_dict(averaging.generator_weights(p.average, p.averaged, mean.state_dict()))
             monitor.update(monitor_parzen(mean, config, run.data, device, "parzen/valid_average"))
+        if run.players.ema is not None:
+            ema = copy.deepcopy(run.players.generator)
+            ema.load_state_dict(run.players.ema_weights())
+            monitor.update(monitor_parzen(ema, config, run.data, device, "parzen/valid_ema"))
         best = monitor["parzen/valid"] > p.best_parzen
         if best:
             p.best_parzen = monitor["parzen/valid"]
@@ -248,6 +262,8 @@ class Loop:
             note = f"  parzen/valid {monitor['parzen/valid']:.1f}" + (" (best)" if best else "")
             if "parzen/valid_average" in monitor:
                 note += f"  average {monitor['parzen/valid_average']:.1f}"
+            if "parzen/valid_ema" in monitor:
+                note += f"  ema {monitor['parzen/valid_ema']:.1f}"
         self.bar.write(
             f"epoch {p.epoch}/{config.epochs}  step {p.step}  "
             f"loss/d {means['loss/d']:.4f}  loss/g {means['loss/g']:.4f}  "

@@ -128,6 +128,7 @@ def _float_checks(config: TrainConfig) -> list[tuple[bool, str]]:
             f"--lr-gamma at each of --lr-milestones raises the learning rate past {LARGEST_RATE:g}",
         ),
         (0 <= config.momentum < 1 and 0 <= config.momentum_final < 1, "momentum must be in [0, 1)"),
+        (0 <= config.ema_decay < 1, "--ema-decay must be in [0, 1) (0: off)"),
         (
             0 < config.input_keep <= 1 and 0 < config.hidden_keep <= 1,
             "--input-keep and --hidden-keep must be in (0, 1]",

@@ -177,7 +177,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gannet.averaging import running_average_path
+    from gannet.averaging import ema_path, running_average_path
     from gannet.interrupts import TrainingInterrupted
     from gannet.runs import default_run_dir, next_step
     from gannet.train import train
@@ -199,6 +199,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     say(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
     if config.average_from and config.epochs >= config.average_from:
         say(f"gannet: the averaged generator is {running_average_path(run_dir)}.", file=sys.stderr)
+    if config.ema_decay:
+        say(
+            f"gannet: the moving-average generator, which `gannet sample {run_dir}` and `gannet eval` take, "
+            f"is {ema_path(run_dir)}.",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -111,6 +111,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
         "parzen_every",
         "parzen_samples",
         "average_from",
+        "ema_decay",
     ),
 }
 NOT_FLAGS = ("preset",)  # the positional PRESET names it
