@@ -71,3 +71,10 @@ def test_a_run_keeps_its_moving_average_without_changing_training_and_resumes_it
     assert all(torch.equal(resumed[k], g[k]) for k in g)
     metrics = (half / "metrics.jsonl").read_text()
     assert '"parzen/valid_ema"' in metrics
+    # a branch starts with its checkpoint's moving average in place, before it trains a step
+    branch = tmp_path / "branch"
+    source = ema / "checkpoints" / "epoch-0001.safetensors"
+    assert gannet("train", "--resume", source, "--run-dir", branch, "--epochs", 1, "--no-progress")[0] == 0
+    g1, _, branched = weights(branch / "checkpoints" / "ema.safetensors")
+    assert (branched["epoch"], branched["ema_updates"]) == ("1", "10")
+    assert not any(torch.equal(g1[k], g[k]) for k in g)  # epoch 1's average, not epoch 2's

@@ -161,8 +161,9 @@ class TrainConfig:
         0.0,
         "Keep an exponential moving average of G's weights, updated after every G update with this decay "
         "(0: off; e.g. 0.999), warmed up as min(decay, (1 + n) / (10 + n)) after n updates: "
-        "checkpoints/ema.safetensors, which `gannet sample`, `eval` and `figures` then take for the run. "
-        "Not in the paper; it does not change training.",
+        "checkpoints/ema.safetensors (written with each checkpoint), which the commands that sample a run "
+        "(sample, eval parzen/quality/completion, figures fig2/fig3/classes, export, infer, complete) then take "
+        "for it. Not in the paper; it does not change training, and is fixed for a run (not changed on --resume).",
     )
     # --- bookkeeping -----------------------------------------------------------------------
     seed: int = option(0, "Random seed: the same seed on the same CPU gives the same numbers.")

@@ -70,6 +70,8 @@ def train(
         with Loop(run, progress_bar) as loop, StopRequest() as stop:
             if run.resumed and run.progress.averaged:  # a branch starts with its checkpoint's average
                 dist.on_main(cluster, loop.write_average)
+            if run.resumed and run.players.ema is not None:  # and its moving average
+                dist.on_main(cluster, loop.write_ema)
             mark = time.perf_counter()  # the run's clock: an epoch's end-of-epoch work counts in the next
             while run.progress.epoch < config.epochs:
                 started = time.perf_counter()
@@ -197,8 +199,6 @@ class Loop:
             averaging_now = bool(run.config.average_from) and p.epoch >= run.config.average_from
             if averaging_now:
                 self.add_to_average()
-            if run.players.ema is not None:
-                self.write_ema()
             monitor, best = self.monitor(averaging_now)
             if monitor:
                 self.writer.write(p.step, {"epoch": p.epoch, "time/elapsed": p.seconds, **monitor})
@@ -222,7 +222,8 @@ class Loop:
         averaging.write_running_average(run.run_dir, p.epoch, p.average, p.averaged, G, D, run.config)
 
     def write_ema(self) -> None:
-        """checkpoints/ema.safetensors: the moving average of G's weights (--ema-decay)."""
+        """checkpoints/ema.safetensors: the moving average of G's weights (--ema-decay), written with
+        each checkpoint (mid-epoch ones too) and when a run resumes or branches."""
         run, players = self.run, self.run.players
         ema = players.ema_weights()
         averaging.write_ema(
@@ -323,10 +324,13 @@ class Loop:
         state = training_state(run.players, p, run.data_rng, run.fixed_noise, run.noise_rng, run.cluster)
         weights = checkpoints.flat_weights(run.players.generator, run.players.discriminator)
         config = run.config
-        return dist.on_main(
+        path = dist.on_main(
             run.cluster,
             lambda: checkpoints.save(run.run_dir, weights, state, config, config.keep_checkpoints, config.keep_every),
         )
+        if run.players.ema is not None:  # after every checkpoint (and at a resume): the two agree
+            dist.on_main(run.cluster, self.write_ema)
+        return path
 
     def stopping(self, stop: StopRequest) -> bool:
         """Whether to stop now. The processes of a distributed run decide together, and only
