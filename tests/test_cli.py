@@ -16,6 +16,7 @@ from gannet import checkpoints, presets
 from gannet import config as config_module
 from gannet.checkpoints import load_weights
 from gannet.cli import main
+from gannet.config import TrainConfig
 from gannet.metrics import read_metrics
 from gannet.train import clock
 
@@ -382,3 +383,14 @@ def test_the_epoch_line_and_metrics_say_the_runs_training_time_across_resumes(tm
     assert [r["epoch"] for r in records] == [1, 2] and all("parzen/valid" in r for r in records)
     assert 0 < records[0]["time/elapsed"] < records[1]["time/elapsed"]  # the second session's clock goes on
     assert [clock(s) for s in (3725.2, 65, 0)] == ["1:02:05", "1:05", "0:00"]
+
+
+def test_the_advice_after_an_early_stop_fits_what_was_left(tmp_path):
+    from gannet.runs import next_step
+
+    missing = tmp_path / "branch"  # a branch stopped before it began keeps no folder
+    assert next_step(missing) == f"nothing was written to {missing}: run the same command again"
+    (tmp_path / "run").mkdir()
+    assert "start again with --force --run-dir" in next_step(tmp_path / "run")
+    checkpoints.save(tmp_path / "run", {"generator.w": torch.zeros(1)}, {"epoch": 1, "step": 1}, TrainConfig(), 3, 0)
+    assert next_step(tmp_path / "run").endswith(f"continue with `gannet train --resume {tmp_path / 'run'}`")

@@ -257,14 +257,15 @@ def test_sigterm_twice_is_announced_and_exits_143(tmp_path, moment):
     assert not run_dir.exists() or (run_dir / "checkpoints").exists()
 
 
-def test_ctrl_c_before_the_first_checkpoint_says_force_not_resume(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_before_the_run_began_says_run_it_again_not_resume(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(importlib.import_module("gannet.start"), "dataset_for", interrupted)
     code, out = gannet(*TOY, "--run-dir", tmp_path / "run", capsys=capsys)
-    assert code == 130
-    assert "nothing to resume: start again with --force" in out.err and "--resume" not in out.err
+    assert code == 130 and not (tmp_path / "run").exists()  # claimed only once the data is there
+    assert f"nothing was written to {tmp_path / 'run'}: run the same command again" in out.err
+    assert "--resume" not in out.err and "--force" not in out.err
 
 
 def test_a_branch_that_fails_to_begin_leaves_no_folder_and_can_be_retried(tmp_path, monkeypatch, capsys):

@@ -236,7 +236,10 @@ def begin_branch(branch: Path, run_dir: Path) -> None:
 
 def next_step(run_dir: Path) -> str:
     """What to run after a run stopped early: a resume from its newest checkpoint, or, with
-    none yet, the same command with --force."""
+    none yet, the same command with --force (or as it was, when no folder was kept: a branch
+    stopped before it began)."""
+    if not Path(run_dir).exists():
+        return f"nothing was written to {run_dir}: run the same command again"
     newest = checkpoints.checkpoint_paths(run_dir)
     if newest:
         return f"the last checkpoint, {newest[-1].name}, is intact: continue with `gannet train --resume {run_dir}`"
