@@ -63,6 +63,8 @@ def test_a_run_keeps_its_moving_average_without_changing_training_and_resumes_it
     assert path == ema / "checkpoints" / "ema.safetensors"
     assert all(torch.equal(v, g[k]) for k, v in generator.state_dict().items())
     assert load_generator(plain)[2] == plain / "checkpoints" / "epoch-0002.safetensors"
+    code, out = gannet("figures", "fig3", ema, "-o", tmp_path / "fig3.png", capsys=capsys)
+    assert code == 0 and out.err.strip().endswith(f"from {ema / 'checkpoints' / 'ema.safetensors'}")
     # one epoch, then a resume: the same average bit for bit
     assert gannet("train", "mnist", "--epochs", 1, "--ema-decay", 0.9, "--run-dir", half, *common)[0] == 0
     assert gannet("train", "--resume", half, "--epochs", 2, "--no-progress")[0] == 0

@@ -66,5 +66,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
     if getattr(args, "gif", None) is not None:
         check_writable(args.gif, (".gif",), "--gif")
     written = figures.make(args.figure, output, **{k: getattr(args, k) for k in OPTIONS if hasattr(args, k)})
-    print(f"gannet: wrote {', '.join(map(str, written))}", file=sys.stderr)
+    source = ""
+    if args.figure in ("fig2", "fig3", "classes"):  # which generator: a run may stand for its moving average
+        from gannet import checkpoints
+
+        source = f" from {checkpoints.resolve(checkpoints.sampled(args.run))}"
+    print(f"gannet: wrote {', '.join(map(str, written))}{source}", file=sys.stderr)
     return 0
