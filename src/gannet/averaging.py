@@ -130,11 +130,6 @@ def running_average_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "checkpoints" / "average.safetensors"
 
 
-def ema_path(run_dir: str | os.PathLike) -> Path:
-    """Where a run trained with --ema-decay keeps its moving-average generator."""
-    return Path(run_dir) / "checkpoints" / "ema.safetensors"
-
-
 def write_ema(
     run_dir: Path,
     epoch: int,
@@ -146,7 +141,8 @@ def write_ema(
     """Training with --ema-decay: checkpoints/ema.safetensors, the moving average of G's weights
     after `updates` G updates (up to `epoch`), beside the discriminator of that epoch."""
     weights = checkpoints.flat_weights(ema, discriminator)
-    return checkpoints.save_weights(ema_path(run_dir), epoch, weights, config, {"ema_updates": str(updates)})
+    notes = {"ema_updates": str(updates)}
+    return checkpoints.save_weights(checkpoints.ema_path(run_dir), epoch, weights, config, notes)
 
 
 def write_running_average(

@@ -191,12 +191,17 @@ def resolve(source: str | os.PathLike) -> Path:
     return source
 
 
+def ema_path(run_dir: str | os.PathLike) -> Path:
+    """Where a run trained with --ema-decay keeps its moving-average generator."""
+    return Path(run_dir) / "checkpoints" / "ema.safetensors"
+
+
 def sampled(source: str | os.PathLike) -> str | os.PathLike:
     """The weights that sampling and evaluation take for `source`: a run directory trained with
     --ema-decay stands for its moving-average generator (checkpoints/ema.safetensors), the one
     such a run is meant to be sampled from; anything else for itself (resolve)."""
     if pretrained.shipped_path(source) is None and Path(source).is_dir():
-        ema = Path(source) / "checkpoints" / "ema.safetensors"
+        ema = ema_path(source)
         if ema.is_file():
             return ema
     return source

@@ -230,6 +230,12 @@ class Loop:
             run.run_dir, run.progress.epoch, ema, players.ema_updates, players.discriminator, run.config
         )
 
+    def generator_with(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        """A copy of the training generator holding `weights` (the mean or the moving average)."""
+        generator = copy.deepcopy(self.run.players.generator)
+        generator.load_state_dict(weights)
+        return generator
+
     def monitor(self, averaging_now: bool) -> tuple[dict[str, float], bool]:
         """The Parzen monitor (every `parzen_every` epochs; with averaging, of the mean generator
         too), for the epoch's record in metrics.jsonl; a new best generator is kept as best.safetensors.
@@ -241,12 +247,10 @@ class Loop:
         device = run.fixed_noise.device
         monitor = monitor_parzen(run.players.generator, config, run.data, device)
         if averaging_now:
-            mean = copy.deepcopy(run.players.generator)
-            mean.load_state_dict(averaging.generator_weights(p.average, p.averaged, mean.state_dict()))
-            monitor.update(monitor_parzen(mean, config, run.data, device, "parzen/valid_average"))
+            mean = averaging.generator_weights(p.average, p.averaged, run.players.generator.state_dict())
+            monitor.update(monitor_parzen(self.generator_with(mean), config, run.data, device, "parzen/valid_average"))
         if run.players.ema is not None:
-            ema = copy.deepcopy(run.players.generator)
-            ema.load_state_dict(run.players.ema_weights())
+            ema = self.generator_with(run.players.ema_weights())
             monitor.update(monitor_parzen(ema, config, run.data, device, "parzen/valid_ema"))
         best = monitor["parzen/valid"] > p.best_parzen
         if best:

@@ -177,7 +177,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gannet.averaging import ema_path, running_average_path
+    from gannet.averaging import running_average_path
+    from gannet.checkpoints import ema_path
     from gannet.interrupts import TrainingInterrupted
     from gannet.runs import default_run_dir, next_step
     from gannet.train import train
