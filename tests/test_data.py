@@ -146,6 +146,16 @@ def test_training_downloads_missing_mnist_into_the_first_data_folder(tmp_path, m
     assert (tmp_path / "fresh" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
 
 
+def test_a_failed_download_takes_back_the_folders_it_made(tmp_path, mirrors, monkeypatch):
+    monkeypatch.setattr(data.download_mnist, "__defaults__", ((mirrors["dead"],), True))
+    monkeypatch.delenv("GANNET_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(GannetError, match="downloading it into"):
+        data.mnist(tmp_path / "kept" / "new" / "deeper", download=True, progress=False)
+    assert os.listdir(tmp_path / "kept") == []  # new/deeper/mnist made for the download, then removed
+
+
 def test_toy1d_is_a_fixed_gaussian():
     a, b = data.toy1d(), data.toy1d()
     assert torch.equal(a.train, b.train) and a.train.shape == (10_000, 1)

@@ -62,6 +62,15 @@ def test_a_device_that_is_no_name_lists_mps_among_the_names():
         resolve_device("gpu")
 
 
+def test_a_device_gannet_cannot_compute_on_is_one_sentence(tmp_path, capsys):
+    with pytest.raises(GannetError, match=r"^--device meta: gannet runs on cpu, cuda \(cuda:N\) or mps\.$"):
+        resolve_device("meta")
+    run = tmp_path / "r"
+    code, out = gannet("train", "toy1d", "--device", "meta", "--run-dir", run, "--no-progress", capsys=capsys)
+    assert code == 2 and out.err == "gannet: error: --device meta: gannet runs on cpu, cuda (cuda:N) or mps.\n"
+    assert not run.exists()
+
+
 def test_the_device_flag_says_what_auto_picks():
     help = FIELDS["device"].metadata["help"]
     assert "auto (a CUDA GPU if present, else Apple's MPS if present, else cpu)" in help and "mps" in help

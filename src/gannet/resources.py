@@ -191,6 +191,8 @@ def resolve_device(name: str, float64: bool = False) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise GannetError(f"--device {name!r} is not a device name (try cpu, cuda, cuda:0 or mps).") from None
+    if device.type not in ("cpu", "cuda", "mps"):  # meta, xpu, ...: tensors gannet cannot compute or read back
+        raise GannetError(f"--device {name}: gannet runs on cpu, cuda (cuda:N) or mps.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GannetError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU here.")
     if device.type == "mps" and not _mps_available():

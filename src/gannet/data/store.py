@@ -7,6 +7,7 @@ Where data is looked for, in order: --data-dir, $GANNET_DATA, the per-user cache
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -84,9 +85,13 @@ def download_missing(title: str, name: str, what: str, data_dir, download: bool,
             f"or point --data-dir (or $GANNET_DATA) at a folder holding {what}."
         )
     target = search_dirs(data_dir)[0]
+    missing = [d for d in (target / name, *(target / name).parents) if not d.exists()]
     try:
         return fetch(target)
     except (GannetError, OSError) as error:  # OSError: the folder cannot be made or written
+        for folder in missing:  # deepest first: the folders made for it, while still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise GannetError(
             f"{title} was not found (looked in {places}) and downloading it into {target} "
             f"failed: {error} Point --data-dir at a folder holding {what}."
