@@ -102,8 +102,9 @@ def test_a_resume_or_force_while_the_run_trains_is_refused_naming_its_process(tm
     finally:
         owner.send_signal(signal.SIGTERM)
         assert owner.wait(timeout=60) == 143
-    assert checkpoints.checkpoint_paths(run_dir)  # the owner's checkpoints are all there
-    assert run_cli("train", "--resume", run_dir, "--epochs", 41).returncode == 0  # the lock went with its owner
+    newest = checkpoints.checkpoint_paths(run_dir)[-1]  # the owner's checkpoints are all there
+    epoch = int(newest.name.split("-")[1])  # one more epoch: the lock went with its owner
+    assert run_cli("train", "--resume", run_dir, "--epochs", epoch + 1).returncode == 0
 
 
 def test_a_lock_file_left_by_a_dead_process_does_not_block(tmp_path):
