@@ -1,5 +1,7 @@
 """The generator averaged over epochs: during training (--average-from) and after it (`gannet average`)."""
 
+import json
+
 import pytest
 import torch
 
@@ -32,7 +34,9 @@ def test_the_average_kept_in_training_is_the_mean_of_the_checkpoints_and_survive
     common = ["--data-dir", tiny_dir, "--device", "cpu", "--average-from", 2, "--keep-checkpoints", 5, *SMALL_MNIST]
     run, half = tmp_path / "run", tmp_path / "half"
     code, out = gannet("train", "mnist", "--epochs", 3, "--run-dir", run, *common, capsys=capsys)
-    assert code == 0 and f"the averaged generator is {run / 'checkpoints' / 'average.safetensors'}." in out.err
+    mean_file = run / "checkpoints" / "average.safetensors"
+    said = f"the mean generator, which `gannet sample {run}` and `gannet eval` take, is {mean_file}."
+    assert code == 0 and said in out.err
     folder = run / "checkpoints"
     g2, _, _ = generator_and_discriminator(folder / "epoch-0002.safetensors")
     g3, d3, _ = generator_and_discriminator(folder / "epoch-0003.safetensors")
@@ -53,10 +57,16 @@ def test_the_average_kept_in_training_is_the_mean_of_the_checkpoints_and_survive
     assert monitored[3]["parzen/valid_average"] == pytest.approx(again["parzen/valid_average"], rel=1e-9)
     assert monitored[3]["parzen/valid"] == pytest.approx(last["parzen/valid"], rel=1e-9)
     assert again["parzen/valid_average"] != last["parzen/valid"]
-    # scoring the run (its newest checkpoint) points at the averaged file too
-    small = ["--num-samples", 200, "--num-valid", 50, "--num-test", 50, "--no-ceiling", "-o", tmp_path / "p.json"]
-    code, out = gannet("eval", "parzen", run, "--data-dir", tiny_dir, *small, capsys=capsys)
-    assert code == 0 and f"gannet eval parzen {folder / 'average.safetensors'}" in out.out
+    # the run stands for its mean generator: scoring it scores the mean, and names the last
+    small = ["--num-samples", 200, "--num-valid", 50, "--num-test", 50, "--no-ceiling", "--data-dir", tiny_dir]
+    code, out = gannet("eval", "parzen", run, *small, "-o", tmp_path / "run.json", capsys=capsys)
+    assert code == 0 and out.out.startswith(f"{folder / 'average.safetensors'}: LL = ")
+    assert f"the run's last generator: gannet eval parzen {folder / 'epoch-0003.safetensors'}" in out.out
+    for name in ("average", "epoch-0003"):
+        assert gannet("eval", "parzen", folder / f"{name}.safetensors", *small, "-o", tmp_path / f"{name}.json")[0] == 0
+    scores = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("run", "average", "epoch-0003")}
+    run_ll, mean_ll, last_ll = (scores[name]["log_likelihood"] for name in ("run", "average", "epoch-0003"))
+    assert run_ll == mean_ll != last_ll
 
     # the same mean from the kept checkpoints, after training
     code, out = gannet("average", run, "--epochs", "2-3", capsys=capsys)

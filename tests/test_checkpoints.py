@@ -131,3 +131,15 @@ def test_evaluations_write_into_the_run_or_beside_a_loose_weights_file(tmp_path)
     assert run_dir_of(tmp_path / "run") == tmp_path / "run"
     assert run_dir_of(tmp_path / "run" / "checkpoints" / "epoch-0003.safetensors") == tmp_path / "run"
     assert run_dir_of(tmp_path / "elsewhere" / "weights.safetensors") == tmp_path / "elsewhere"
+
+
+def test_a_run_directory_stands_for_its_mean_then_its_moving_average_then_itself(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    assert checkpoints.sampled(tmp_path) == tmp_path  # resolved later to its newest checkpoint
+    (folder / "ema.safetensors").touch()  # --ema-decay
+    assert checkpoints.sampled(tmp_path) == folder / "ema.safetensors"
+    (folder / "average.safetensors").touch()  # --average-from, once averaging has begun
+    assert checkpoints.sampled(tmp_path) == folder / "average.safetensors"
+    assert checkpoints.sampled(folder / "epoch-0001.safetensors") == folder / "epoch-0001.safetensors"
+    assert checkpoints.sampled("mnist") == "mnist"  # a shipped model's name

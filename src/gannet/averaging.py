@@ -125,11 +125,6 @@ def generator_weights(
     return {k: (v / count).to(like[k].dtype) for k, v in total.items()}
 
 
-def running_average_path(run_dir: str | os.PathLike) -> Path:
-    """Where a run trained with --average-from keeps its mean generator."""
-    return Path(run_dir) / "checkpoints" / "average.safetensors"
-
-
 def write_ema(
     run_dir: Path,
     epoch: int,
@@ -158,4 +153,4 @@ def write_running_average(
     after the last `count` epochs (up to `epoch`)."""
     weights = mean_weights(total, count, generator.state_dict(), discriminator.state_dict())
     notes = {"averaged_epochs": f"{epoch - count + 1}-{epoch}"}
-    return checkpoints.save_weights(running_average_path(run_dir), epoch, weights, config, notes)
+    return checkpoints.save_weights(checkpoints.average_path(run_dir), epoch, weights, config, notes)

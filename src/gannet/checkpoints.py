@@ -196,14 +196,20 @@ def ema_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / "checkpoints" / "ema.safetensors"
 
 
+def average_path(run_dir: str | os.PathLike) -> Path:
+    """Where a run trained with --average-from keeps its mean generator."""
+    return Path(run_dir) / "checkpoints" / "average.safetensors"
+
+
 def sampled(source: str | os.PathLike) -> str | os.PathLike:
-    """The weights that sampling and evaluation take for `source`: a run directory trained with
-    --ema-decay stands for its moving-average generator (checkpoints/ema.safetensors), the one
-    such a run is meant to be sampled from; anything else for itself (resolve)."""
+    """The weights that sampling and evaluation take for `source`: a run directory stands for the
+    generator it was trained to give, its mean generator once --average-from has begun averaging
+    (checkpoints/average.safetensors), else its moving average with --ema-decay
+    (checkpoints/ema.safetensors), else its newest checkpoint; anything else for itself (resolve)."""
     if pretrained.shipped_path(source) is None and Path(source).is_dir():
-        ema = ema_path(source)
-        if ema.is_file():
-            return ema
+        for kept in (average_path(source), ema_path(source)):
+            if kept.is_file():
+                return kept
     return source
 
 

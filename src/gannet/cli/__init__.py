@@ -177,8 +177,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path | None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gannet.averaging import running_average_path
-    from gannet.checkpoints import ema_path
+    from gannet import checkpoints
     from gannet.interrupts import TrainingInterrupted
     from gannet.runs import default_run_dir, next_step
     from gannet.train import train
@@ -198,14 +197,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\ngannet: {'terminated' if terminated else 'interrupted'}; {next_step(run_dir)}.", file=sys.stderr)
         return 143 if terminated else 130
     say(f"gannet: done; samples in {run_dir / 'samples'}, checkpoints in {run_dir / 'checkpoints'}.", file=sys.stderr)
-    if config.average_from and config.epochs >= config.average_from:
-        say(f"gannet: the averaged generator is {running_average_path(run_dir)}.", file=sys.stderr)
-    if config.ema_decay:
-        say(
-            f"gannet: the moving-average generator, which `gannet sample {run_dir}` and `gannet eval` take, "
-            f"is {ema_path(run_dir)}.",
-            file=sys.stderr,
-        )
+    taken = checkpoints.sampled(run_dir)
+    for path, what in ((checkpoints.average_path(run_dir), "mean"), (checkpoints.ema_path(run_dir), "moving-average")):
+        if path.is_file():
+            note = f", which `gannet sample {run_dir}` and `gannet eval` take," if path == taken else ""
+            say(f"gannet: the {what} generator{note} is {path}.", file=sys.stderr)
     return 0
 
 

@@ -291,8 +291,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
 def cmd_parzen(args: argparse.Namespace) -> int:
     import math
 
-    from gannet import data, parzen
-    from gannet.averaging import running_average_path
+    from gannet import checkpoints, data, parzen
     from gannet.checkpoints import result_path
     from gannet.outputs import check_count, check_fits, check_seed, check_writable, write_json
     from gannet.resources import resolve_device
@@ -352,9 +351,8 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         print(parzen.format_by_class(result, real))
     table = "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1[args.dataset].items())
     print(f"  Table 1 ({args.dataset.upper()}): {table}")
-    averaged = running_average_path(args.source) if args.source is not None else None
-    if averaged is not None and Path(args.source).is_dir() and averaged.is_file():
-        print(f"  this run also keeps its averaged generator (--average-from): gannet eval parzen {averaged}")
+    if args.source is not None and Path(args.source).is_dir() and Path(origin) != checkpoints.resolve(args.source):
+        print(f"  the run's last generator: gannet eval parzen {checkpoints.resolve(args.source)}")
     if output is not None:
         write_json(output, record)
         print(f"  saved to {output}")

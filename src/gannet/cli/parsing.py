@@ -182,8 +182,9 @@ SHARED_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
 
 # what a generator to sample, evaluate or export may be, in every command that takes one
 SOURCE_HELP = (
-    "a run directory (its newest checkpoint; its moving average if trained with --ema-decay), a .safetensors "
-    "checkpoint, or a shipped model's name (gannet pretrained)"
+    "a run directory (its mean generator if trained with --average-from, else its moving average if trained "
+    "with --ema-decay, else its newest checkpoint), a .safetensors checkpoint, or a shipped model's name "
+    "(gannet pretrained)"
 )
 
 
