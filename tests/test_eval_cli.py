@@ -1,6 +1,10 @@
 """`gannet eval parzen` as a user runs it."""
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -160,3 +164,18 @@ def test_eval_and_figures_read_the_runs_own_data_folder(mnist_run, tiny_dir, tmp
     args = ("figures", "fig2", mnist_run, "--rows", 1, "--columns", 2, "-o", tmp_path / "f2.png")
     assert gannet(*args, capsys=capsys)[0] == 0
     assert list(empty.iterdir()) == []
+
+
+def test_a_reader_that_leaves_early_does_not_cost_the_saved_result(data_dir, tmp_path):
+    # `| head -1` closes the pipe after the score's line; the ceiling's line comes later, and the
+    # result file after it: it must be written all the same
+    result = tmp_path / "p.json"
+    command = [sys.executable, "-m", "gannet", "eval", "parzen", "mnist", *SMALL, "--data-dir", data_dir, "-o", result]
+    shell = f"{shlex.join(map(str, command))} | head -1; exit ${{PIPESTATUS[0]}}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.count("\n") == 1 and ": LL = " in done.stdout
+    assert json.loads(result.read_text())["log_likelihood"] == pytest.approx(
+        float(done.stdout.split("LL = ")[1].split()[0]), abs=0.01
+    )

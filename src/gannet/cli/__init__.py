@@ -341,8 +341,41 @@ def run(argv: list[str]) -> int:
     return COMMANDS[args.command](args)
 
 
+class ReaderMayLeave:
+    """The command's stdout. When its reader goes away (`gannet eval parzen RUN | head -1`), the
+    rest of the output is dropped and the command goes on to write its files and results: a
+    print must not end a long evaluation before its -o file is written."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self.leave()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.leave()
+
+    def leave(self) -> None:
+        self.gone = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())  # the exit's own flush then succeeds
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     command, argv = argv is None, sys.argv[1:] if argv is None else argv
+    if command and not isinstance(sys.stdout, ReaderMayLeave):
+        sys.stdout = ReaderMayLeave(sys.stdout)
     with sigterm_unwinds(exiting=command):  # around the handlers too: a second SIGTERM while they print is ignored
         try:
             return run(argv)
