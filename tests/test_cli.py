@@ -1,5 +1,6 @@
 """The `gannet` command as a user runs it, on small MNIST-format data (tests/tiny_mnist.py) and the 1-D toy."""
 
+import dataclasses
 import json
 import re
 import shlex
@@ -351,6 +352,13 @@ def test_train_help_shows_every_config_field_in_exactly_one_group(capsys):
         section = text.split(f"\n{title}:\n")[1].split("\n\n")[0]  # argparse: a blank line ends a group
         shown = re.findall(r"^  --([a-z0-9-]+)", section, flags=re.MULTILINE)  # each option's first spelling
         assert shown == [config_module.flag(n) for n in names]
+
+
+def test_mnist_fast_is_the_papers_model_trained_faster_and_averaged():
+    fast, paper = presets.preset_config("mnist-fast"), presets.preset_config("mnist")
+    differ = {f.name for f in dataclasses.fields(fast) if getattr(fast, f.name) != getattr(paper, f.name)}
+    assert differ == {"preset", "lr", "average_from", "epochs"}  # the networks, updates and schedules are the paper's
+    assert (fast.lr, fast.average_from, fast.epochs) == (2 * paper.lr, 20, 80)
 
 
 @pytest.mark.parametrize("name", presets.PRESETS)

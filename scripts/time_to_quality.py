@@ -1,0 +1,141 @@
+"""How long until good digits: the Parzen monitor and the MNIST FID of the generator each run
+is meant to be sampled from (its moving average with --ema-decay, its mean with --average-from,
+else its last), against training minutes, for one or more MNIST runs (docs/fast-mnist.md).
+
+The monitor comes from each run's metrics.jsonl; FID (10,000 samples against the test set,
+`gannet eval quality`'s) from the checkpoints the run kept (--keep-every): the moving average
+is read from a checkpoint's training state, the mean generator is re-made from the kept
+checkpoints since --average-from (every --keep-every epochs: an approximation of the mean of
+every epoch). Scores are cached in RUN/fid-over-time.json. Minutes are the runs' own training
+clocks (time/elapsed) or, with --seconds-per-epoch, epochs times that.
+
+    python scripts/time_to_quality.py runs/fast:mnist-fast runs/faithful:"mnist --average-from 100" \\
+        --seconds-per-epoch 22.6 --fid-every 10 -o docs/fast-mnist-time.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from gannet import checkpoints, quality
+from gannet.config import load as load_config
+from gannet.metrics import read_metrics
+from gannet.sampling import checkpoint_dataset, load_generator
+
+EPOCH_FILE = re.compile(r"^epoch-(\d+)\.safetensors$")
+
+
+def kept_epochs(run_dir: Path) -> dict[int, Path]:
+    """The whole-epoch checkpoints a run kept, by epoch."""
+    found = (EPOCH_FILE.match(p.name) for p in (run_dir / "checkpoints").glob("epoch-*.safetensors"))
+    return {int(m[1]): run_dir / "checkpoints" / m[0] for m in found if m}
+
+
+def sampled_generator(run_dir: Path, epoch: int, kept: dict[int, Path], config) -> torch.nn.Module:
+    """The generator the run stands for after `epoch`, from its kept checkpoints."""
+    generator, _, _ = load_generator(kept[epoch])
+    spaced = [e for e in sorted(kept) if not config.keep_every or e % config.keep_every == 0]  # not the newest 3
+    averaged = [e for e in spaced if config.average_from and config.average_from <= e <= epoch]
+    if averaged:  # the mean first, then the moving average, as checkpoints.sampled
+        total = None
+        for e in averaged:
+            weights = {k: v.double() for k, v in load_generator(kept[e])[0].state_dict().items()}
+            total = weights if total is None else {k: total[k] + v for k, v in weights.items()}
+        generator.load_state_dict({k: (v / len(averaged)).float() for k, v in total.items()})
+    elif config.ema_decay and not config.average_from:  # a run with both: its last G until averaging begins
+        state = torch.load(checkpoints.state_path(kept[epoch]), weights_only=True)
+        generator.load_state_dict(state["ema"]["weights"])
+    return generator.eval()
+
+
+def fid_over_time(run_dir: Path, every: int, num_samples: int, data_dir: str | None) -> dict[int, dict]:
+    """{epoch: eval quality's record} for the kept epochs that are multiples of `every`, cached."""
+    cache = run_dir / "fid-over-time.json"
+    scores = {int(k): v for k, v in json.loads(cache.read_text()).items()} if cache.is_file() else {}
+    config = load_config(run_dir / "config.json")
+    kept = kept_epochs(run_dir)
+    test = None
+    for epoch in sorted(e for e in kept if e % every == 0 and e not in scores):
+        generator = sampled_generator(run_dir, epoch, kept, config)
+        test = checkpoint_dataset(config, data_dir).test if test is None else test
+        record = quality.mnist_quality(generator, config, test, num_samples, seed=0)
+        scores[epoch] = {k: record[k] for k in ("mnist_fid", "kl_to_uniform", "nearest_test_distance")}
+        print(f"{run_dir.name} epoch {epoch}: FID {record['mnist_fid']:.2f}", flush=True)
+        cache.write_text(json.dumps(scores, indent=1, sort_keys=True) + "\n")
+    return scores
+
+
+def monitor_curves(run_dir: Path, seconds_per_epoch: float | None) -> tuple[list, list, str]:
+    """(minutes, last G's monitor), (minutes, the sampled generator's monitor), and its name."""
+    config = load_config(run_dir / "config.json")
+    key = "parzen/valid_average" if config.average_from else "parzen/valid_ema" if config.ema_decay else None
+    last, sampled = [], []
+    for r in read_metrics(run_dir):
+        if "parzen/valid" not in r:
+            continue
+        minutes = minutes_at(r, seconds_per_epoch, run_dir)
+        last.append((minutes, r["parzen/valid"]))
+        sampled.append((minutes, r[key] if key in r else r["parzen/valid"]))
+    name = {"parzen/valid_ema": "moving average", "parzen/valid_average": "mean generator"}.get(key, "last G")
+    return last, sampled, name
+
+
+def minutes_at(record: dict, seconds_per_epoch: float | None, run_dir: Path) -> float:
+    """The run's own clock, or epochs times --seconds-per-epoch where given (runs trained side by
+    side, or paused, have clocks that say more about the machine's load than about the recipe)."""
+    if seconds_per_epoch is not None:
+        return record["epoch"] * seconds_per_epoch / 60
+    if "time/elapsed" not in record:
+        raise SystemExit(f"{run_dir}/metrics.jsonl has no training clock: give --seconds-per-epoch")
+    return record["time/elapsed"] / 60
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="RUN_DIR or RUN_DIR:LABEL")
+    parser.add_argument("--seconds-per-epoch", type=float, help="minutes from epochs, not the runs' clocks")
+    parser.add_argument("--fid-every", type=int, default=10, help="score every N-th epoch's generator [10]")
+    parser.add_argument("--num-samples", type=int, default=10_000)
+    parser.add_argument("--data-dir")
+    parser.add_argument("-o", "--output", type=Path, default=Path("time-to-quality.png"))
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for i, spec in enumerate(args.runs):
+        path, _, label = spec.partition(":")
+        run_dir = Path(path)
+        label = label or run_dir.name
+        colour = plt.get_cmap("tab10").colors[i]
+        last, sampled, name = monitor_curves(run_dir, args.seconds_per_epoch)
+        left.plot(*zip(*sampled, strict=True), color=colour, label=f"{label} ({name})")
+        if name != "last G":
+            left.plot(*zip(*last, strict=True), color=colour, lw=0.7, alpha=0.5, label=f"{label} (last G)")
+        scores = fid_over_time(run_dir, args.fid_every, args.num_samples, args.data_dir)
+        per_epoch = {r["epoch"]: r for r in read_metrics(run_dir) if "parzen/valid" in r}
+        clock = {e: minutes_at(r, args.seconds_per_epoch, run_dir) for e, r in per_epoch.items()}
+        points = [(clock[e], s["mnist_fid"]) for e, s in scores.items() if e in clock]
+        if points:
+            right.plot(*zip(*sorted(points), strict=True), color=colour, marker=".", label=f"{label} ({name})")
+    left.axhline(225, color="0.5", ls="--", lw=0.8)
+    left.set(xlabel="training minutes", ylabel="Parzen monitor (validation, nats)", ylim=(0, None))
+    left.legend(fontsize=7)
+    right.axhline(12, color="0.5", ls="--", lw=0.8)
+    right.set(xlabel="training minutes", ylabel="MNIST FID (10,000 samples)", yscale="log")
+    right.legend(fontsize=7)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.output, dpi=120)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
