@@ -1,6 +1,7 @@
 """How long until good digits: the Parzen monitor and the MNIST FID of the generator each run
-is meant to be sampled from (its moving average with --ema-decay, its mean with --average-from,
-else its last), against training minutes, for one or more MNIST runs (docs/fast-mnist.md).
+is meant to be sampled from (its mean with --average-from once averaging has begun, before that
+its last; else its moving average with --ema-decay; else its last), against training minutes,
+for one or more MNIST runs (docs/fast-mnist.md).
 
 The monitor comes from each run's metrics.jsonl; FID (10,000 samples against the test set,
 `gannet eval quality`'s) from the checkpoints the run kept (--keep-every): the moving average
@@ -41,7 +42,7 @@ def sampled_generator(run_dir: Path, epoch: int, kept: dict[int, Path], config) 
     generator, _, _ = load_generator(kept[epoch])
     spaced = [e for e in sorted(kept) if not config.keep_every or e % config.keep_every == 0]  # not the newest 3
     averaged = [e for e in spaced if config.average_from and config.average_from <= e <= epoch]
-    if averaged:  # the mean first, then the moving average, as checkpoints.sampled
+    if averaged:  # the mean first, as checkpoints.sampled
         total = None
         for e in averaged:
             weights = {k: v.double() for k, v in load_generator(kept[e])[0].state_dict().items()}

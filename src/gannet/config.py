@@ -154,8 +154,9 @@ class TrainConfig:
     average_from: int = option(
         0,
         "From this epoch on, keep the mean of the generator's weights after every epoch in "
-        "checkpoints/average.safetensors (0: off). Polyak averaging, not in the paper; it does not change "
-        "training (docs/reproducing-table1.md).",
+        "checkpoints/average.safetensors (0: off), which the commands that sample a run then take for it "
+        "(before a moving average). Polyak averaging, not in the paper; it does not change training "
+        "(docs/reproducing-table1.md).",
     )
     ema_decay: float = option(
         0.0,
@@ -163,7 +164,8 @@ class TrainConfig:
         "(0: off; e.g. 0.999), warmed up as min(decay, (1 + n) / (10 + n)) after n updates: "
         "checkpoints/ema.safetensors (written with each checkpoint), which the commands that sample a run "
         "(sample, eval parzen/quality/completion, figures fig2/fig3/classes, export, infer, complete) then take "
-        "for it. Not in the paper; it does not change training, and is fixed for a run (not changed on --resume).",
+        "for it, unless --average-from has begun its mean. Not in the paper; it does not change training, "
+        "and is fixed for a run (not changed on --resume).",
     )
     # --- bookkeeping -----------------------------------------------------------------------
     seed: int = option(0, "Random seed: the same seed on the same CPU gives the same numbers.")
