@@ -103,7 +103,7 @@ def test_a_resume_or_force_while_the_run_trains_is_refused_naming_its_process(tm
         owner.send_signal(signal.SIGTERM)
         assert owner.wait(timeout=60) == 143
     newest = checkpoints.checkpoint_paths(run_dir)[-1]  # the owner's checkpoints are all there
-    epoch = int(newest.name.split("-")[1])  # one more epoch: the lock went with its owner
+    epoch = int(newest.name[len("epoch-") :][:4])  # epoch-0008.safetensors or epoch-0008-step-…: one more epoch
     assert run_cli("train", "--resume", run_dir, "--epochs", epoch + 1).returncode == 0
 
 
