@@ -26,6 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from gannet.metrics import read_metrics
+
 # name -> flags beside `gannet train mnist`; the first is the preset as it is
 SETTINGS: dict[str, list[str]] = {
     "simultaneous (the preset)": [],
@@ -47,18 +49,9 @@ SHORT = {  # run-directory names
 
 def monitor(run_dir: Path) -> list[dict]:
     """The run's Parzen monitor records (epoch, time/elapsed, parzen/valid), in order."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
+    if not (run_dir / "metrics.jsonl").is_file():
         return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line being written
-            continue
-        if "parzen/valid" in record:
-            records.append(record)
-    return records
+    return [r for r in read_metrics(run_dir) if "parzen/valid" in r]  # a line being written is dropped
 
 
 def first_reaching(records: list[dict], target: float) -> dict | None:

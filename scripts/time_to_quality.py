@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from gannet import checkpoints, quality
+from gannet import averaging, checkpoints, quality
 from gannet.config import load as load_config
 from gannet.metrics import read_metrics
 from gannet.sampling import checkpoint_dataset, load_generator
@@ -43,11 +43,10 @@ def sampled_generator(run_dir: Path, epoch: int, kept: dict[int, Path], config) 
     spaced = [e for e in sorted(kept) if not config.keep_every or e % config.keep_every == 0]  # not the newest 3
     averaged = [e for e in spaced if config.average_from and config.average_from <= e <= epoch]
     if averaged:  # the mean first, as checkpoints.sampled
-        total = None
+        total: dict[str, torch.Tensor] = {}
         for e in averaged:
-            weights = {k: v.double() for k, v in load_generator(kept[e])[0].state_dict().items()}
-            total = weights if total is None else {k: total[k] + v for k, v in weights.items()}
-        generator.load_state_dict({k: (v / len(averaged)).float() for k, v in total.items()})
+            averaging.add(total, load_generator(kept[e])[0].state_dict())
+        generator.load_state_dict(averaging.generator_weights(total, len(averaged), generator.state_dict()))
     elif config.ema_decay and not config.average_from:  # a run with both: its last G until averaging begins
         state = torch.load(checkpoints.state_path(kept[epoch]), weights_only=True)
         generator.load_state_dict(state["ema"]["weights"])

@@ -351,8 +351,9 @@ def cmd_parzen(args: argparse.Namespace) -> int:
         print(parzen.format_by_class(result, real))
     table = "; ".join(f"{k} {v} ± {e}" for k, (v, e) in parzen.TABLE1[args.dataset].items())
     print(f"  Table 1 ({args.dataset.upper()}): {table}")
-    if args.source is not None and Path(args.source).is_dir() and Path(origin) != checkpoints.resolve(args.source):
-        last, kept = checkpoints.resolve(args.source), Path(args.source) / "parzen-last.json"
+    last = checkpoints.resolve(args.source) if args.source is not None and Path(args.source).is_dir() else None
+    if last is not None and Path(origin) != last:  # the run stands for its mean or moving average
+        kept = Path(args.source) / "parzen-last.json"
         print(f"  the run's last generator: gannet eval parzen {last} -o {kept} (with the same options)")
     if output is not None:
         write_json(output, record)
