@@ -324,6 +324,16 @@ def test_curves_draw_a_run_with_one_panel_and_refuse_one_with_none(tmp_path, cap
     code, out = gannet("figures", "curves", run, "-o", tmp_path / "c.png", capsys=capsys)
     assert code == 0, out.err
     assert Image.open(tmp_path / "c.png").size[1] > 100
+    args = ("figures", "curves", run, "--x", "minutes", "-o", tmp_path / "m.png")  # no epoch has ended
+    refused(capsys, *args, words=("--x minutes", "finished epoch"), unchanged=(tmp_path,))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.jsonl").write_text('{"step": 1, "momentum": 0.7}\n')
+    code, out = gannet("figures", "curves", run, other, "-o", tmp_path / "both.png", capsys=capsys)
+    assert code == 0, out.err
+    assert Image.open(tmp_path / "both.png").size[1] > 100
+    args = ("figures", "curves", run, tmp_path / "nothing", "-o", tmp_path / "n.png")  # one of them is no run
+    refused(capsys, *args, words=("nothing holds no metrics.jsonl",), unchanged=(tmp_path,))
     (run / "metrics.jsonl").write_text('{"step": 1, "loss/d": "low"}\n{"step": 2}\n')
     args = ("figures", "curves", run, "-o", tmp_path / "d.png")
     refused(capsys, *args, words=("holds no losses",), unchanged=(tmp_path,))

@@ -1,4 +1,5 @@
 import ast
+import json
 import math
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import torch
 from PIL import Image
 
 from gannet import figure1 as figure1_module
+from gannet.errors import GannetError
 from gannet.figure1 import Schedule, figure1, play, toy_players
-from gannet.figures import generator_cost_curves, interpolation_rows, make, nearest_neighbours
+from gannet.figures import curve_axis, generator_cost_curves, interpolation_rows, make, nearest_neighbours, run_labels
 from gannet.sampling import load_generator
 
 from .conftest import gannet
@@ -130,3 +132,51 @@ def test_figure1_does_not_import_figures():
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert "gannet.figures" not in imported and not ("gannet" in imported and "figures" in names)
+
+
+RECORDS = [  # two epochs of 500 steps: 60 s and then 90 s more
+    {"step": 250, "loss/d": 0.5, "epoch": 1},
+    {"step": 500, "epoch": 1, "time/elapsed": 60.0, "parzen/valid": 10.0},
+    {"step": 750, "loss/d": 0.4, "epoch": 2},
+    {"step": 1000, "epoch": 2, "time/elapsed": 150.0, "parzen/valid": 20.0},
+    {"step": 1250, "loss/d": 0.3, "epoch": 3},
+]
+
+
+def test_curves_place_records_by_epoch_and_training_minutes():
+    assert curve_axis(RECORDS, "step")(750) == 750
+    epoch, minutes = curve_axis(RECORDS, "epoch"), curve_axis(RECORDS, "minutes")
+    assert [epoch(s) for s in (250, 500, 750, 1000)] == [0.5, 1.0, 1.5, 2.0]
+    assert minutes(250) == pytest.approx(0.5)  # half of the first minute
+    assert minutes(750) == pytest.approx((60 + 150) / 2 / 60)
+    assert minutes(1250) == pytest.approx((150 + 45) / 60)  # past the last end: the last epoch's 90 s / 500 steps
+    with pytest.raises(GannetError, match="finished epoch"):
+        curve_axis(RECORDS[:1], "minutes")
+
+
+def test_curves_overlay_runs_one_colour_each(tmp_path, monkeypatch):
+    runs = []
+    for name, shift in (("fp32", 0.0), ("bf16", 1.0)):
+        run = tmp_path / name
+        run.mkdir()
+        lines = [
+            json.dumps({**r, **({"parzen/valid": r["parzen/valid"] + shift} if "parzen/valid" in r else {})})
+            for r in RECORDS
+        ]
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        runs.append(run)
+    drawn = {}
+    monkeypatch.setattr("gannet.figures.save_figure", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    make("curves", tmp_path / "c.png", runs, x="epoch")
+    monitor = next(ax for ax in drawn["fig"].axes if ax.get_title().startswith("Parzen"))
+    lines = {line.get_label(): line for line in monitor.lines}
+    assert set(lines) == {"fp32: parzen/valid", "bf16: parzen/valid"}
+    assert list(lines["bf16: parzen/valid"].get_xdata()) == [1.0, 2.0]
+    assert list(lines["bf16: parzen/valid"].get_ydata()) == [11.0, 21.0]
+    losses = next(ax for ax in drawn["fig"].axes if ax.get_title() == "losses")
+    colours = {line.get_label(): line.get_color() for line in losses.lines}
+    assert colours["fp32: loss/d"] == monitor.lines[0].get_color() != colours["bf16: loss/d"]
+    assert run_labels([tmp_path / "a" / "run", tmp_path / "b" / "run"]) == [
+        str(tmp_path / "a" / "run"),
+        str(tmp_path / "b" / "run"),
+    ]

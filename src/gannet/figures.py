@@ -62,10 +62,17 @@ def costs_figure(path: Path) -> Path:
 # --- training curves -------------------------------------------------------------------------
 
 
-def curves_figure(run_dir: Path, path: Path) -> Path:
+CURVE_AXES = ("step", "epoch", "minutes")  # what `gannet figures curves --x` draws against
+
+
+def curves_figure(run_dirs: Path | list[Path], path: Path, x: str = "step") -> Path:
     """Losses, D(x) and D(G(z)), the Parzen monitor (and its mean or moving-average generator's,
-    with --average-from or --ema-decay), learning rate and momentum from metrics.jsonl."""
-    records = read_metrics(run_dir)
+    with --average-from or --ema-decay), learning rate and momentum from metrics.jsonl, of one
+    run or of several overlaid (each series labelled with its run's folder name), against the
+    step, the epoch or the training minutes."""
+    runs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
+    labels = run_labels(runs)
+    histories = [read_metrics(run) for run in runs]
     panels = [
         ("losses", ["loss/d", "loss/g"]),
         ("discriminator output", ["d/real", "d/fake"]),
@@ -73,25 +80,59 @@ def curves_figure(run_dir: Path, path: Path) -> Path:
         ("learning rate", ["lr/d", "lr/g"]),
         ("momentum", ["momentum"]),
     ]
-    present = {k for r in records for k, v in r.items() if _is_number(v)}
+    present = {k for records in histories for r in records for k, v in r.items() if _is_number(v)}
     panels = [(title, names) for title, names in panels if present & set(names)]  # e.g. no Parzen monitor
     if not panels:
-        raise GannetError(f"{run_dir}/metrics.jsonl holds no losses, D outputs, scores or rates to draw.")
+        raise GannetError(f"{runs[0]}/metrics.jsonl holds no losses, D outputs, scores or rates to draw.")
     plt = pyplot()
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True, squeeze=False)
     axes = axes[:, 0]
     for ax, (title, names) in zip(axes, panels):
-        for name in names:
-            points = [(r["step"], r[name]) for r in records if _is_number(r.get(name))]
-            if points:
-                steps, values = zip(*points)
-                ax.plot(steps, values, marker="." if len(points) < 50 else None, label=name)
+        for i, (run, label, records) in enumerate(zip(runs, labels, histories)):
+            where = curve_axis(records, x, run)
+            for j, name in enumerate(names):
+                points = [(where(r["step"]), r[name]) for r in records if _is_number(r.get(name))]
+                if points:
+                    xs, values = zip(*points)
+                    # one run: a colour per series; several: a colour per run, a line style per series
+                    style = {"color": f"C{i}", "linestyle": ("-", "--", ":")[j]} if label else {}
+                    marker = "." if len(points) < 50 else None
+                    ax.plot(xs, values, marker=marker, label=f"{label}: {name}" if label else name, **style)
         ax.set_title(title, fontsize=9)
         if ax.lines:
-            ax.legend(fontsize=8)
-    axes[-1].set_xlabel("step")
+            ax.legend(fontsize=8 if len(runs) == 1 else 6)
+    axes[-1].set_xlabel({"step": "step", "epoch": "epoch", "minutes": "training minutes"}[x])
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def run_labels(runs: list[Path]) -> list[str]:
+    """One label per run: none for a lone run, else each folder's name (its path where two share one)."""
+    if len(runs) == 1:
+        return [""]
+    names = [run.resolve().name for run in runs]
+    return [name if names.count(name) == 1 else str(run) for name, run in zip(names, runs)]
+
+
+def curve_axis(records: list[dict], x: str, run: Path | str = "this run"):
+    """step -> the x coordinate of a run's record: the step itself, or the epoch (fractional) or
+    training minutes, read off the records written at each epoch's end (`epoch`, `time/elapsed`)
+    and placed linearly in between by step (after the last end, at the last epoch's pace)."""
+    if x == "step":
+        return lambda step: step
+    key, scale = ("epoch", 1.0) if x == "epoch" else ("time/elapsed", 1 / 60)
+    ends = [(0, 0.0)] + [(r["step"], r[key] * scale) for r in records if _is_number(r.get("time/elapsed"))]
+    if len(ends) < 2:
+        raise GannetError(f"--x {x} needs a finished epoch; {run} has none yet.")
+    steps, values = np.array([s for s, _ in ends], dtype=float), np.array([v for _, v in ends])
+    pace = (values[-1] - values[-2]) / max(steps[-1] - steps[-2], 1)
+
+    def where(step: int) -> float:
+        if step > steps[-1]:
+            return float(values[-1] + pace * (step - steps[-1]))
+        return float(np.interp(step, steps, values))
+
+    return where
 
 
 def _is_number(value) -> bool:
@@ -209,7 +250,7 @@ def classes_figure(
 def make(
     name: str,
     output: Path,
-    run: str | os.PathLike | None = None,
+    run: str | os.PathLike | list[str | os.PathLike] | None = None,
     *,
     seed: int = 0,
     rows: int = 8,
@@ -218,10 +259,12 @@ def make(
     data_dir: str | os.PathLike | None = None,
     gif: Path | None = None,
     progress: bool | None = None,
+    x: str = "step",
 ) -> list[Path]:
     """Write figure `name` (fig1, fig2, fig3, classes, costs, curves) to `output`; return the
     files written. `run`: the run directory or checkpoint it draws from (fig1: a toy1d run to
-    start from, else one is trained); `columns`: fig2's (6, the last for neighbours) or
+    start from, else one is trained; curves: one run directory or a list, drawn against `x`,
+    one of CURVE_AXES); `columns`: fig2's (6, the last for neighbours) or
     classes' (10) by default; `data_dir`: fig2's training set, else where the run found it;
     `gif`: fig1's animation; `progress`: fig1's bar (None: on a terminal)."""
     check_seed(seed)
@@ -231,14 +274,18 @@ def make(
     if name == "costs":
         return [costs_figure(output)]
     if name == "curves":
-        if run is None:
+        runs = [run] if isinstance(run, str | os.PathLike) else list(run or [])
+        if not runs:
             raise GannetError("curves draws a run's metrics.jsonl; give its run directory.")
-        if not (Path(run) / "metrics.jsonl").is_file():
-            from gannet.pretrained import refuse_history
+        for one in runs:
+            if not (Path(one) / "metrics.jsonl").is_file():
+                from gannet.pretrained import refuse_history
 
-            refuse_history(run, "training history (metrics.jsonl) to draw")
-            raise GannetError(f"{run} holds no metrics.jsonl: is it a gannet run directory?")
-        return [curves_figure(Path(run), output)]
+                refuse_history(one, "training history (metrics.jsonl) to draw")
+                raise GannetError(f"{one} holds no metrics.jsonl: is it a gannet run directory?")
+        if x not in CURVE_AXES:
+            raise GannetError(f"--x {x}: curves are drawn against {', '.join(CURVE_AXES)}.")
+        return [curves_figure([Path(one) for one in runs], output, x)]
     if name == "fig1":
         path, _ = figure1(output, run, gif, seed, progress=progress)
         return [path, *([gif] if gif else [])]

@@ -14,10 +14,10 @@ FIGURES = {
     "fig3": "Figure 3: samples along straight lines in z",
     "classes": "a conditional model's samples, one row per class (each column one z)",
     "costs": "the tutorial's figure: J(G) against D(G(z)) for the three generator costs",
-    "curves": "training curves from a run's metrics.jsonl",
+    "curves": "training curves from a run's metrics.jsonl (several runs overlaid)",
 }
 # what each figure takes besides -o and --format, as gannet.figures.make's keywords
-OPTIONS = ("run", "seed", "rows", "columns", "steps", "data_dir", "gif", "progress")
+OPTIONS = ("run", "seed", "rows", "columns", "steps", "data_dir", "gif", "progress", "x")
 
 
 def add_figures_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,10 @@ def add_figures_parser(sub: argparse._SubParsersAction) -> None:
         fig = figs.add_parser(name, help=text, description=text, allow_abbrev=False)
         if name in ("fig2", "fig3", "classes", "curves"):
             if name == "curves":
-                fig.add_argument("run", metavar="RUN_DIR")
+                fig.add_argument("run", metavar="RUN_DIR", nargs="+", help="one run, or several to overlay")
+                fig.add_argument(
+                    "--x", choices=["step", "epoch", "minutes"], default="step", help="the horizontal axis [step]"
+                )
             else:
                 fig.add_argument("run", metavar="SOURCE", help=SOURCE_HELP)
         if name == "fig1":
