@@ -22,6 +22,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,9 +60,18 @@ def first_reaching(records: list[dict], target: float) -> dict | None:
     return next((r for r in records if r["parzen/valid"] >= target), None)
 
 
-def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:
-    """Train one setting from one seed until its monitor reaches the target (or --max-epochs)."""
+# Ctrl-C: every run in progress writes its checkpoint and stops, and no other run starts (the
+# same command goes on from there)
+STOP = threading.Event()
+RUNNING: set[subprocess.Popen] = set()
+
+
+def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
+    """Train one setting from one seed until its monitor reaches the target (or --max-epochs);
+    None when the script is stopping."""
     run_dir = args.out / f"{SHORT[setting]}-seed{seed}"
+    if STOP.is_set():
+        return None
     if first_reaching(monitor(run_dir), args.target) is None:
         if (run_dir / "config.json").is_file():
             command = ["gannet", "train", "--resume", str(run_dir)]
@@ -73,11 +83,16 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict:
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         with open(args.out / f"{run_dir.name}.log", "a") as log:
             process = subprocess.Popen([*command, "--no-progress"], stdout=log, stderr=subprocess.STDOUT, env=env)
+            RUNNING.add(process)
             while process.poll() is None:
                 time.sleep(5)
                 if first_reaching(monitor(run_dir), args.target) is not None:
                     process.send_signal(signal.SIGINT)  # gannet writes its checkpoint and stops
                     process.wait()
+            RUNNING.discard(process)
+        if process.returncode == 128 + signal.SIGINT and first_reaching(monitor(run_dir), args.target) is None:
+            STOP.set()  # a Ctrl-C reached the run itself (the terminal signals the whole group)
+            return None
         if process.returncode not in (0, 128 + signal.SIGINT):
             print(f"{run_dir.name}: gannet train exited with {process.returncode}; see {log.name}", file=sys.stderr)
     records = monitor(run_dir)
@@ -168,7 +183,17 @@ def main() -> None:
     chosen = [s for s in SETTINGS if args.settings is None or SHORT[s] in args.settings]
     work = [(setting, seed) for seed in args.seeds for setting in chosen]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run_one(*job, args), work))
+        futures = [pool.submit(run_one, *job, args) for job in work]
+        try:
+            results = [future.result() for future in futures]
+        except KeyboardInterrupt:
+            STOP.set()
+            for process in list(RUNNING):
+                process.send_signal(signal.SIGINT)  # each writes its checkpoint and stops
+            pool.shutdown(cancel_futures=True)
+            sys.exit("game_speed.py: stopped; each run in progress wrote a checkpoint, and the same command goes on.")
+    if STOP.is_set():
+        sys.exit("game_speed.py: stopped; each run in progress wrote a checkpoint, and the same command goes on.")
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(table(results, args.target))
     if args.figure:
