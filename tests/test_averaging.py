@@ -61,8 +61,8 @@ def test_the_average_kept_in_training_is_the_mean_of_the_checkpoints_and_survive
     small = ["--num-samples", 200, "--num-valid", 50, "--num-test", 50, "--no-ceiling", "--data-dir", tiny_dir]
     code, out = gannet("eval", "parzen", run, *small, "-o", tmp_path / "run.json", capsys=capsys)
     assert code == 0 and out.out.startswith(f"{folder / 'average.safetensors'}: LL = ")
-    last, kept = folder / "epoch-0003.safetensors", run / "parzen-last.json"
-    hint = f"the run's last generator: gannet eval parzen {last} -o {kept} (with the same options)"
+    last, kept = folder / "epoch-0003.safetensors", run / "parzen-epoch-0003.json"
+    hint = f"the run's last generator: gannet eval parzen {last} (with the same options; into {kept})"
     assert hint in out.out
     for name in ("average", "epoch-0003"):
         assert gannet("eval", "parzen", folder / f"{name}.safetensors", *small, "-o", tmp_path / f"{name}.json")[0] == 0

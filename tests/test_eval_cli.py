@@ -3,6 +3,7 @@
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -38,6 +39,20 @@ def test_eval_parzen_of_a_run_reports_and_saves_the_papers_protocol(mnist_run, t
     # the second time the ceiling comes from the cache, with the same numbers
     code, again = gannet("eval", "parzen", mnist_run, *SMALL, "--data-dir", tiny_dir, capsys=capsys)
     assert code == 0 and json.loads((mnist_run / "parzen.json").read_text()) == record
+
+
+def test_scoring_a_runs_checkpoints_never_overwrites_the_runs_own_result(mnist_run, tiny_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(mnist_run, run)
+    (run / "parzen.json").unlink(missing_ok=True)
+    small = [*SMALL, "--no-ceiling", "--data-dir", tiny_dir]
+    assert gannet("eval", "parzen", run, *small, capsys=capsys)[0] == 0
+    record = json.loads((run / "parzen.json").read_text())
+    newest = sorted((run / "checkpoints").glob("epoch-*.safetensors"))[-1]
+    assert gannet("eval", "parzen", newest, *small, "--seed", "1", capsys=capsys)[0] == 0
+    beside = json.loads((run / f"parzen-{newest.stem}.json").read_text())
+    assert json.loads((run / "parzen.json").read_text()) == record  # the run's result untouched
+    assert beside["source"] == str(newest) and beside["log_likelihood"] != record["log_likelihood"]
 
 
 def test_eval_parzen_by_class_scores_each_digit_beside_the_ceiling(mnist_run, tiny_dir, tmp_path, capsys):

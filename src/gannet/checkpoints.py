@@ -225,10 +225,19 @@ def run_dir_of(source: str | os.PathLike) -> Path:
 
 
 def result_path(source: str | os.PathLike, name: str) -> Path | None:
-    """An evaluation's default result file `name` beside its source (run_dir_of); None for a
-    model that ships with gannet: its results are printed, and written only where -o says,
-    never into the installed package."""
-    return None if pretrained.is_shipped(source) else run_dir_of(source) / name
+    """An evaluation's default result file (or folder) `name` beside its source (run_dir_of): a
+    run directory's is RUN/name (parzen.json); a weights file's carries the file's name, so that
+    scoring a run's checkpoints never overwrites the run's own result (RUN/parzen-epoch-0250.json
+    for RUN/checkpoints/epoch-0250.safetensors; `name` may be a path, whose first part is named so).
+    None for a model that ships with gannet: its results are printed, and written only where -o
+    says, never into the installed package."""
+    if pretrained.is_shipped(source):
+        return None
+    if Path(source).is_dir():
+        return Path(source) / name
+    first, *rest = Path(name).parts
+    first = f"{Path(first).stem}-{resolve(source).stem}{Path(first).suffix}"
+    return run_dir_of(source).joinpath(first, *rest)
 
 
 _unverified_allowed = False

@@ -118,7 +118,8 @@ def infer(
     """Train E for the generator of `source` (a run directory or checkpoint), then reconstruct
     and interpolate its data set's first test images. Writes reconstructions.png (each of 10
     real images beside G(E(x))), interpolation.png (4 rows of 10), encoder.safetensors and
-    inference.json into `output_dir` [RUN_DIR/inference; ./inference-NAME for a shipped model];
+    inference.json into `output_dir` [RUN_DIR/inference; RUN_DIR/inference-CHECKPOINT for one of its
+    checkpoints; ./inference-NAME for a shipped model];
     returns that record and the folder.
     `data_dir`: where the test images are, else where the run found them."""
     check_count("--steps", steps, 100, MAX_STEPS)

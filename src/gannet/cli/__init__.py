@@ -105,7 +105,8 @@ def build_parser() -> Parser:
         infer,
         seed="seed",
         data_dir="data folder of the test images to reconstruct",
-        output_dir="where figures, weights and JSON go [RUN_DIR/inference; ./inference-NAME for a shipped model]",
+        output_dir="where figures, weights and JSON go [RUN_DIR/inference; RUN_DIR/inference-CKPT for its "
+        "checkpoint CKPT; ./inference-NAME for a shipped model]",
         progress="show the progress bar",
     )
 

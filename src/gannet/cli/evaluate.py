@@ -10,6 +10,11 @@ from gannet.config import flag
 from gannet.errors import GannetError
 
 
+def result_help(name: str) -> str:
+    """-o's help: where an evaluation's result goes by default (checkpoints.result_path)."""
+    return f"JSON result [RUN_DIR/{name}.json; RUN_DIR/{name}-CKPT.json for its checkpoint CKPT; a shipped model: none]"
+
+
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("eval", help="evaluate a generator", allow_abbrev=False)
     eval_sub = evaluate.add_subparsers(dest="eval_command", metavar="METRIC", parser_class=Parser)
@@ -56,7 +61,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also print each digit class's mean test LL beside real training images' at the same sigma",
     )
-    add_shared_flags(parzen, output="JSON result [RUN_DIR/parzen.json; a shipped model: none]")
+    add_shared_flags(parzen, output=result_help("parzen"))
 
     quality = eval_sub.add_parser(
         "quality",
@@ -72,7 +77,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         num_samples="samples to draw",
         seed="noise seed",
         data_dir="data folder of MNIST's test images",
-        output="JSON result [RUN_DIR/quality.json; a shipped model: none]",
+        output=result_help("quality"),
     )
 
     features = eval_sub.add_parser(
@@ -88,9 +93,10 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     features.add_argument(
         "--encoder",
         type=Path,
-        help="an E(x) from `gannet infer`, probed too [RUN_DIR/inference/encoder.safetensors if any]",
+        help="an E(x) from `gannet infer`, probed too [RUN_DIR/inference/encoder.safetensors if any; "
+        "inference-CKPT/ for its checkpoint CKPT]",
     )
-    add_shared_flags(features, output="JSON result [RUN_DIR/features.json; a shipped model: none]")
+    add_shared_flags(features, output=result_help("features"))
 
     completion = eval_sub.add_parser(
         "completion",
@@ -114,7 +120,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
         num_samples=(8, "completions of each image, at least 2 (and random starts of the baseline's search)"),
         seed="noise and mask seed",
         data_dir="data folder of MNIST",
-        output="JSON result [RUN_DIR/completion.json; a shipped model: none]",
+        output=result_help("completion"),
         progress="show the baseline's progress bar",
     )
 
@@ -353,8 +359,8 @@ def cmd_parzen(args: argparse.Namespace) -> int:
     print(f"  Table 1 ({args.dataset.upper()}): {table}")
     last = checkpoints.resolve(args.source) if args.source is not None and Path(args.source).is_dir() else None
     if last is not None and Path(origin) != last:  # the run stands for its mean or moving average
-        kept = Path(args.source) / "parzen-last.json"
-        print(f"  the run's last generator: gannet eval parzen {last} -o {kept} (with the same options)")
+        kept = checkpoints.result_path(last, "parzen.json")
+        print(f"  the run's last generator: gannet eval parzen {last} (with the same options; into {kept})")
     if output is not None:
         write_json(output, record)
         print(f"  saved to {output}")
