@@ -23,6 +23,7 @@ import itertools
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity
 from torch.utils.data import DataLoader, TensorDataset
 
-from gannet import game
+from gannet import game, networks
 from gannet.config import TrainConfig
 from gannet.data import load_mnist
 from gannet.game import examples_per_step, make_players
@@ -172,15 +173,17 @@ def quiet_stderr():
 
 def products_only(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> float:
     """The matrix products of one gannet step (their shapes recorded by torch.profiler), replayed
-    back to back on fresh contiguous operands: a floor that no loop doing these products beats."""
+    back to back on fresh contiguous operands in the step's arithmetic (float32, or bfloat16 under
+    --precision bf16): a floor that no loop doing these products beats."""
     batch = train[: examples_per_step(config)].to(device)
+    dtype = players.compute_dtype or torch.float32
     with quiet_stderr(), torch.profiler.profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         game.step(players, config, batch)
     products = []
     for event in prof.events():
         if event.name in ("aten::mm", "aten::addmm"):
             *bias, a, b = event.input_shapes[:3] if event.name == "aten::addmm" else event.input_shapes[:2]
-            operands = [torch.rand(shape, device=device) for shape in (*bias, a, b)]
+            operands = [torch.rand(shape, device=device, dtype=dtype) for shape in (*bias, a, b)]
             products.append((torch.addmm, operands) if bias else (torch.mm, operands))
 
     def step() -> None:
@@ -203,6 +206,57 @@ def products_in_step(players, config: TrainConfig, train: torch.Tensor, steps: i
     return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm")) / 1e6
 
 
+def other_work(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> dict[str, float]:
+    """Seconds per step of work that any loop playing this game must do besides the products,
+    each timed alone: both players' optimiser updates (every D update and the G update), the
+    dropout masks D draws and applies in its forward passes, the maxout layers' max over
+    pieces (forward only), and under bfloat16 the casts of the float32 weights for the products
+    and of their gradients back (once per update). Their sum with the products is a floor under
+    the step."""
+    dtype = players.compute_dtype or torch.float32
+    d_updates = config.k if config.update == "alternating" else 1
+    d_passes = 2 * d_updates + (1 if config.update == "alternating" else 0)  # D(x), D(G(z)); G's own D(G(z))
+    for p in [*players.generator.parameters(), *players.discriminator.parameters()]:
+        p.grad = torch.rand_like(p) * 1e-3
+
+    def optimiser() -> None:
+        for _ in range(d_updates):
+            players.optimizer_d.step()
+        players.optimizer_g.step()
+
+    D = players.discriminator
+    data_dim = D.hidden[0].linear.in_features
+    inputs = [torch.rand(config.batch_size, data_dim, device=device, dtype=dtype)]
+    inputs += [torch.rand(config.batch_size, layer.units, device=device, dtype=dtype) for layer in D.hidden]
+    keeps = [config.input_keep] + [config.hidden_keep] * len(D.hidden)
+    shapes = [(config.batch_size, layer.units, layer.pieces) for layer in D.hidden]
+    pieces = [torch.rand(shape, device=device, dtype=dtype) for shape in shapes]
+
+    def masks() -> None:
+        for _ in range(d_passes):
+            for x, keep in zip(inputs, keeps):
+                networks.dropout(x, keep, True)
+
+    def maxout() -> None:
+        for _ in range(d_passes):
+            for z in pieces:
+                z.max(dim=-1)
+
+    parts = {"optimiser": optimiser, "dropout masks": masks, "maxout (forward)": maxout}
+    if players.compute_dtype is not None:  # float32 master weights: cast for the products, gradients cast back
+        d_weights, g_weights = list(players.discriminator.parameters()), list(players.generator.parameters())
+        weights = d_weights * d_updates + g_weights  # once per update of their player, at the least
+        low = [w.to(players.compute_dtype) for w in weights]
+
+        def casts() -> None:
+            for w, w_low in zip(weights, low):
+                w.to(w_low.dtype)
+                w_low.float()
+
+        parts["bfloat16 casts"] = casts
+    return {name: timed(work, steps, device) / steps for name, work in parts.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
@@ -223,6 +277,7 @@ def main() -> None:
         f"{args.steps} steps each; gannet's step in {'bfloat16' if dtype is not None else 'float32'}"
         + (f" ({fallback})" if fallback else "")
     )
+    epoch = {}  # the preset's (simultaneous) epoch of 500 steps: the plain loop's, and its floor
     for update in ("simultaneous", "alternating"):
         config = TrainConfig(update=update, precision=args.precision)
         loops = {"plain": plain_loop, "gannet": gannet_loop, "products": products_only}
@@ -233,9 +288,11 @@ def main() -> None:
         times = {}
         for name, loop in loops.items():
             torch.manual_seed(0)
-            fp32 = name in ("plain", "products")  # the floor: float32 products
+            fp32 = name == "plain"  # the plain loop stays float32
             players = make_players(dataclasses.replace(config, precision="fp32") if fp32 else config, mnist, device)
             times[name] = loop(players, config, mnist.train, args.steps, device)
+        torch.manual_seed(0)
+        parts = other_work(make_players(config, mnist, device), config, mnist.train, args.steps, device)
         rates = {k: args.steps / v for k, v in times.items()}
         eager, inside = rates.get("gannet, eager"), rates.get("products in step")
         print(
@@ -248,8 +305,34 @@ def main() -> None:
             + (f" (inside gannet's step {1000 / inside:5.2f})" if inside else "")
             + (f"   gannet without CUDA graphs {eager:6.1f} steps/s ({1000 / eager:5.2f} ms)" if eager else "")
         )
+        floor = 1 / rates["products"] + sum(parts.values())
+        print(
+            f"{'':>12}  other work alone: "
+            + ", ".join(f"{name} {1000 * seconds:.2f} ms" for name, seconds in parts.items())
+            + f"; with the products {1000 * floor:.2f} ms = {floor * rates['products']:.2f}× the products alone"
+        )
+        epoch.setdefault("plain", 500 / rates["plain"])
+        epoch.setdefault("gannet", 500 / rates["gannet"])
+        epoch.setdefault("floor", 500 * floor)
     if args.command:
-        print(f"the whole command, one epoch: {whole_command(args.data_dir, args.device, args.precision):.2f} s")
+        whole, start = whole_command(args.data_dir, args.device, args.precision), start_up()
+        end = whole - start - epoch["gannet"]  # the Parzen monitor, the picture, the checkpoint, loading MNIST
+        least = start + epoch["floor"] + end
+        print(
+            f"the whole command, one epoch: {whole:.2f} s, the plain loop's 500 steps {epoch['plain']:.2f} s: "
+            f"{epoch['plain'] / whole:.2f}×; start-up {start:.2f} s (import gannet, the optimisers' first use), "
+            f"MNIST and the epoch's end (monitor, picture, checkpoint) {end:.2f} s; with 500 steps at the floor "
+            f"above ({epoch['floor']:.2f} s) it would take {least:.2f} s, {epoch['plain'] / least:.2f}× at best"
+        )
+
+
+def start_up() -> float:
+    """Wall seconds of a fresh process that imports gannet's command line and makes an optimiser
+    (torch.optim imports torch._dynamo then): what every `gannet train` pays before its first step."""
+    code = "import gannet.cli, torch; torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - started
 
 
 def whole_command(data_dir: Path, device: str, precision: str) -> float:
