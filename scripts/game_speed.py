@@ -3,10 +3,12 @@ preset's Parzen monitor first reaches a target, for each way of playing it.
 
 Each setting is one `gannet train mnist` with a few flags changed (the update scheme and k, or
 the prior p_z); each runs from every seed until its monitor (`parzen/valid` in metrics.jsonl)
-reaches --target, then is stopped with Ctrl-C (SIGINT: gannet writes a checkpoint and stops), or
+reaches --target, when the script stops it (SIGINT: gannet writes a checkpoint and stops), or
 until --max-epochs. A run already in OUT that reached the target is read, not trained again; one
-stopped short goes on with --resume. Prints a Markdown table and draws the monitor against
-training minutes. Flags this script does not know go to every `gannet train` (--device cuda, say).
+stopped short goes on with --resume (to a raised --max-epochs too). Ctrl-C stops the script and
+the runs in progress, each with its checkpoint: the same command goes on from there. Prints a
+Markdown table and draws the monitor against training minutes. Flags this script does not know
+go to every `gannet train` (--device cuda, say).
 
     python scripts/game_speed.py --data-dir ../shared/data --target 150 --seeds 1 2 --jobs 2 \\
         --out runs/game-speed --figure docs/game-speed.png
@@ -74,7 +76,7 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
         return None
     if first_reaching(monitor(run_dir), args.target) is None:
         if (run_dir / "config.json").is_file():
-            command = ["gannet", "train", "--resume", str(run_dir)]
+            command = ["gannet", "train", "--resume", str(run_dir), "--epochs", str(args.max_epochs)]
         else:
             command = ["gannet", "train", "mnist", *SETTINGS[setting], "--seed", str(seed), "--run-dir", str(run_dir)]
             command += ["--epochs", str(args.max_epochs), "--keep-checkpoints", "1", *args.gannet_flags]
@@ -166,16 +168,19 @@ def figure(results: list[dict], target: float, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        epilog="Flags it does not know go to every `gannet train`. Ctrl-C stops it; the same command goes on.",
+    )
     parser.add_argument("--target", type=float, default=150.0, help="Parzen monitor score to reach [150]")
     parser.add_argument("--max-epochs", type=int, default=200, help="give up on a run after this many [200]")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="a run of each setting per seed [1 2]")
     parser.add_argument("--settings", nargs="+", choices=list(SHORT.values()), help="a subset, by run name")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side [1]")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run [1]")
-    parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("runs/game-speed"))
-    parser.add_argument("--figure", type=Path)
+    parser.add_argument("--data-dir", type=Path, help="where MNIST is [gannet's default places]")
+    parser.add_argument("--out", type=Path, default=Path("runs/game-speed"), help="the runs' folder [runs/game-speed]")
+    parser.add_argument("--figure", type=Path, help="also draw the monitor against minutes into this PNG")
     args, args.gannet_flags = parser.parse_known_args()  # the rest go to every `gannet train`
     if not math.isfinite(args.target) or args.max_epochs < 1 or args.jobs < 1 or args.threads < 1:
         parser.error("--target must be a number, --max-epochs, --jobs and --threads at least 1")

@@ -155,7 +155,7 @@ def test_sample_writes_a_grid_and_the_raw_array(mnist_run, tmp_path, capsys):
 def test_toy1d_trains_to_the_equilibrium(tmp_path):
     run_dir = tmp_path / "toy"
     assert main(["train", "toy1d", "--epochs", "15", "--run-dir", str(run_dir), "--no-progress"]) == 0
-    last = read_metrics(run_dir)[-1]
+    last = [m for m in read_metrics(run_dir) if "loss/d" in m][-1]  # the last statistics, not the epoch's end
     # at the game's optimum D(x) = D(G(z)) = 1/2 and the discriminator's cost is log 2 = 0.693
     assert last["d/real"] == pytest.approx(0.5, abs=0.05) and last["d/fake"] == pytest.approx(0.5, abs=0.05)
     assert last["loss/d"] == pytest.approx(0.693, abs=0.03)
@@ -248,6 +248,12 @@ def test_force_replaces_a_run_directory_and_nothing_else(tmp_path, capsys):
     assert main(["train", "toy1d", "--epochs", "2", "--run-dir", str(run_dir), "--no-progress"]) == 0
     assert main(["train", "toy1d", "--epochs", "1", "--run-dir", str(run_dir), "--force", "--no-progress"]) == 0
     assert [p.name for p in checkpoints.checkpoint_paths(run_dir)] == ["epoch-0001.safetensors"]  # the new run's
+    # evaluations' results, the run's and its checkpoints' (checkpoints.result_path), are gannet's too
+    for name in ("parzen.json", "parzen-epoch-0001.json", "quality-best.json", "completion-ema.json"):
+        (run_dir / name).write_text("{}")
+    (run_dir / "inference-epoch-0001").mkdir()
+    assert main(["train", "toy1d", "--epochs", "1", "--run-dir", str(run_dir), "--force", "--no-progress"]) == 0
+    assert not (run_dir / "inference-epoch-0001").exists() and not (run_dir / "parzen.json").exists()
     (run_dir / "notes.txt").write_text("mine")  # a user's own file: the folder is no longer only a run
     code, out = gannet("train", "toy1d", "--run-dir", run_dir, "--force", capsys=capsys)
     assert code == 2 and "--force replaces only gannet run directories" in out.err
@@ -308,8 +314,10 @@ def test_resume_drops_metrics_logged_after_the_last_checkpoint(tmp_path):
     with (run_dir / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"step": 250, "loss/d": 9.0}) + "\n")
     assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--no-progress"]) == 0
-    steps = [m["step"] for m in read_metrics(run_dir)]
-    assert steps == [50, 100, 150, 200, 250, 300] and 9.0 not in [m["loss/d"] for m in read_metrics(run_dir)]
+    logged = [m for m in read_metrics(run_dir) if "loss/d" in m]
+    assert [m["step"] for m in logged] == [50, 100, 150, 200, 250, 300] and 9.0 not in [m["loss/d"] for m in logged]
+    ends = [(m["step"], m["epoch"]) for m in read_metrics(run_dir) if "time/elapsed" in m]
+    assert ends == [(100, 1), (200, 2), (300, 3)]  # each epoch's end on record, with or without a monitor
 
 
 def test_training_monitors_parzen_and_keeps_the_best_checkpoint(mnist_run):

@@ -308,7 +308,8 @@ def test_image_figures_refuse_bad_values_before_drawing(
         (["fig1", "--gif", "/proc/x.gif", "-o", "OUT/f1.png"], ("--gif", "cannot be written")),
         (["fig1", "--seed", "-1", "-o", "OUT/f1.png"], ("--seed must be at",)),
         (["fig1", "FILE", "-o", "OUT/f1.png"], ("not a gannet checkpoint",)),
-        (["curves", "FILE", "-o", "OUT/c.png"], ("holds no metrics.jsonl",)),
+        (["curves", "FILE", "-o", "OUT/c.png"], ("is a file; curves draws a run directory",)),
+        (["curves", "OUT", "-o", "OUT/c.png"], ("holds no metrics.jsonl",)),
     ],
 )
 def test_other_figures_refuse_bad_values_before_drawing(tmp_path, a_file, monkeypatch, args, words, capsys):
@@ -333,7 +334,7 @@ def test_curves_draw_a_run_with_one_panel_and_refuse_one_with_none(tmp_path, cap
     assert code == 0, out.err
     assert Image.open(tmp_path / "both.png").size[1] > 100
     args = ("figures", "curves", run, tmp_path / "nothing", "-o", tmp_path / "n.png")  # one of them is no run
-    refused(capsys, *args, words=("nothing holds no metrics.jsonl",), unchanged=(tmp_path,))
+    refused(capsys, *args, words=("nothing does not exist",), unchanged=(tmp_path,))
     (run / "metrics.jsonl").write_text('{"step": 1, "loss/d": "low"}\n{"step": 2}\n')
     args = ("figures", "curves", run, "-o", tmp_path / "d.png")
     refused(capsys, *args, words=("holds no losses",), unchanged=(tmp_path,))

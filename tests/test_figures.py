@@ -156,26 +156,25 @@ def test_curves_place_records_by_epoch_and_training_minutes():
 
 def test_curves_overlay_runs_one_colour_each(tmp_path, monkeypatch):
     runs = []
-    for name, shift in (("fp32", 0.0), ("bf16", 1.0)):
+    for name, shift in (("fp32", 0.0), ("bf16", 1.0), ("_under$core$", 2.0)):
         run = tmp_path / name
         run.mkdir()
-        lines = [
-            json.dumps({**r, **({"parzen/valid": r["parzen/valid"] + shift} if "parzen/valid" in r else {})})
-            for r in RECORDS
-        ]
-        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        records = [{**r, "parzen/valid": r["parzen/valid"] + shift} if "parzen/valid" in r else r for r in RECORDS]
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
         runs.append(run)
     drawn = {}
     monkeypatch.setattr("gannet.figures.save_figure", lambda fig, path: drawn.setdefault("fig", fig) and path)
-    make("curves", tmp_path / "c.png", runs, x="epoch")
-    monitor = next(ax for ax in drawn["fig"].axes if ax.get_title().startswith("Parzen"))
-    lines = {line.get_label(): line for line in monitor.lines}
-    assert set(lines) == {"fp32: parzen/valid", "bf16: parzen/valid"}
-    assert list(lines["bf16: parzen/valid"].get_xdata()) == [1.0, 2.0]
-    assert list(lines["bf16: parzen/valid"].get_ydata()) == [11.0, 21.0]
-    losses = next(ax for ax in drawn["fig"].axes if ax.get_title() == "losses")
-    colours = {line.get_label(): line.get_color() for line in losses.lines}
-    assert colours["fp32: loss/d"] == monitor.lines[0].get_color() != colours["bf16: loss/d"]
+    make("curves", tmp_path / "c.png", [*runs, tmp_path / "bf16"], x="epoch")  # bf16 named twice: drawn once
+    fig = drawn["fig"]
+    (legend,) = fig.legends  # the runs, by colour, above the panels
+    assert [t.get_text() for t in legend.get_texts()] == ["fp32", "bf16", "\u200b_under\\$core\\$"]
+    colours = [h.get_color() for h in legend.legend_handles]
+    monitor = next(ax for ax in fig.axes if ax.get_title().startswith("Parzen"))
+    assert [line.get_color() for line in monitor.lines] == colours
+    assert [list(line.get_xdata()) for line in monitor.lines] == [[1.0, 2.0]] * 3
+    assert [list(line.get_ydata()) for line in monitor.lines] == [[10.0, 20.0], [11.0, 21.0], [12.0, 22.0]]
+    losses = next(ax for ax in fig.axes if ax.get_title() == "losses")
+    assert [line.get_color() for line in losses.lines] == colours  # loss/d only: no loss/g in RECORDS
     assert run_labels([tmp_path / "a" / "run", tmp_path / "b" / "run"]) == [
         str(tmp_path / "a" / "run"),
         str(tmp_path / "b" / "run"),

@@ -51,6 +51,8 @@ def test_linear_probe_separates_separable_classes_and_not_random_ones():
 def test_eval_features_writes_the_table(mnist_run, tiny_dir, capsys):
     code, out = gannet("eval", "features", mnist_run, "--num-train", 2000, "--data-dir", tiny_dir, capsys=capsys)
     assert code == 0 and "10 per class" in out.out and "all 2,000" in out.out
+    if not (mnist_run / "inference").exists():  # says why there is no E(x) column, and how to get one
+        assert f"no E(x) column: nothing at {mnist_run / 'inference' / 'encoder.safetensors'}" in out.out
     table = json.loads((mnist_run / "features.json").read_text())["test_accuracy"]
     assert set(table) == {"10", "100", "all"}
     assert all(0.1 < row["pixels"] <= 1 and 0 <= row["discriminator"] <= 1 for row in table.values())
@@ -68,7 +70,7 @@ def test_eval_features_probes_the_inference_nets_code_when_there_is_one(mnist_ru
     encoder_file = folder / "encoder.safetensors"
     args = ("eval", "features", mnist_run, "--num-train", 2000, "--encoder", encoder_file, "-o", tmp_path / "f.json")
     code, out = gannet(*args, capsys=capsys)
-    assert code == 0 and "E(x)" in out.out
+    assert code == 0 and f"E(x): {encoder_file}" in out.out
     record = json.loads((tmp_path / "f.json").read_text())
     assert record["encoder"] == str(encoder_file) and set(record["test_accuracy"]["10"]) == {
         "discriminator", "pixels", "encoder"

@@ -7,6 +7,7 @@ imports, not the other way round).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -65,53 +66,83 @@ def costs_figure(path: Path) -> Path:
 CURVE_AXES = ("step", "epoch", "minutes")  # what `gannet figures curves --x` draws against
 
 
+CURVE_PANELS = [  # (title, series of metrics.jsonl)
+    ("losses", ["loss/d", "loss/g"]),
+    ("discriminator output", ["d/real", "d/fake"]),
+    ("Parzen LL (validation monitor)", ["parzen/valid", "parzen/valid_average", "parzen/valid_ema"]),
+    ("learning rate", ["lr/d", "lr/g"]),
+    ("momentum", ["momentum"]),
+]
+SERIES_STYLES = ("-", "--", ":")  # several runs: a line style per series of a panel
+
+
 def curves_figure(run_dirs: Path | list[Path], path: Path, x: str = "step") -> Path:
     """Losses, D(x) and D(G(z)), the Parzen monitor (and its mean or moving-average generator's,
     with --average-from or --ema-decay), learning rate and momentum from metrics.jsonl, of one
-    run or of several overlaid (each series labelled with its run's folder name), against the
-    step, the epoch or the training minutes."""
-    runs = [run_dirs] if isinstance(run_dirs, Path) else list(run_dirs)
-    labels = run_labels(runs)
+    run or of several overlaid (a colour per run, named in one legend above the panels; a line
+    style per series), against the step, the epoch or the training minutes."""
+    runs = [run_dirs] if isinstance(run_dirs, Path) else list(dict.fromkeys(run_dirs))  # each run once
     histories = [read_metrics(run) for run in runs]
-    panels = [
-        ("losses", ["loss/d", "loss/g"]),
-        ("discriminator output", ["d/real", "d/fake"]),
-        ("Parzen LL (validation monitor)", ["parzen/valid", "parzen/valid_average", "parzen/valid_ema"]),
-        ("learning rate", ["lr/d", "lr/g"]),
-        ("momentum", ["momentum"]),
-    ]
+    drawable = {name for _, names in CURVE_PANELS for name in names}
+    for run, records in zip(runs, histories):
+        if not any(_is_number(r.get(name)) for r in records for name in drawable):
+            raise GannetError(f"{run}/metrics.jsonl holds no losses, D outputs, scores or rates to draw.")
     present = {k for records in histories for r in records for k, v in r.items() if _is_number(v)}
-    panels = [(title, names) for title, names in panels if present & set(names)]  # e.g. no Parzen monitor
-    if not panels:
-        raise GannetError(f"{runs[0]}/metrics.jsonl holds no losses, D outputs, scores or rates to draw.")
+    panels = [(title, names) for title, names in CURVE_PANELS if present & set(names)]  # e.g. no Parzen monitor
+    axes_of = [curve_axis(records, x, run) for run, records in zip(runs, histories)]
     plt = pyplot()
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.1 * len(panels)), sharex=True, squeeze=False)
+    several = len(runs) > 1
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(7, 2.1 * len(panels) + (0.3 * math.ceil(len(runs) / 3) if several else 0)),
+        sharex=True, squeeze=False, layout="constrained" if several else None,
+    )  # fmt: skip
     axes = axes[:, 0]
+    colours = run_colours(len(runs))
     for ax, (title, names) in zip(axes, panels):
-        for i, (run, label, records) in enumerate(zip(runs, labels, histories)):
-            where = curve_axis(records, x, run)
+        for i, (records, where) in enumerate(zip(histories, axes_of)):
             for j, name in enumerate(names):
                 points = [(where(r["step"]), r[name]) for r in records if _is_number(r.get(name))]
                 if points:
                     xs, values = zip(*points)
-                    # one run: a colour per series; several: a colour per run, a line style per series
-                    style = {"color": f"C{i}", "linestyle": ("-", "--", ":")[j]} if label else {}
                     marker = "." if len(points) < 50 else None
-                    ax.plot(xs, values, marker=marker, label=f"{label}: {name}" if label else name, **style)
+                    if several:
+                        ax.plot(xs, values, marker=marker, color=colours[i], linestyle=SERIES_STYLES[j], lw=1.1)
+                    else:  # one run: a colour per series
+                        ax.plot(xs, values, marker=marker, label=name)
         ax.set_title(title, fontsize=9)
-        if ax.lines:
-            ax.legend(fontsize=8 if len(runs) == 1 else 6)
+        if several:  # the panel's series by line style; the runs by colour, above
+            shown = [name for name in names if name in present]
+            if len(shown) > 1:
+                styles = [plt.Line2D([], [], color="0.3", linestyle=SERIES_STYLES[names.index(n)]) for n in shown]
+                ax.legend(styles, shown, fontsize=7)
+        elif ax.lines:
+            ax.legend(fontsize=8)
+    if several:
+        handles = [plt.Line2D([], [], color=colour, lw=2) for colour in colours]
+        fig.legend(handles, run_labels(runs), loc="outside upper center", ncol=min(len(runs), 3), fontsize=7)
     axes[-1].set_xlabel({"step": "step", "epoch": "epoch", "minutes": "training minutes"}[x])
-    fig.tight_layout()
+    if not several:
+        fig.tight_layout()
     return save_figure(fig, path)
 
 
+def run_colours(count: int) -> list:
+    """A distinct colour for each of `count` runs: tab10, tab20, then a sampled colour map."""
+    import matplotlib
+
+    if count <= 10:
+        return [f"C{i}" for i in range(count)]
+    if count <= 20:
+        return list(matplotlib.colormaps["tab20"].colors[:count])
+    return [matplotlib.colormaps["turbo"](i / (count - 1)) for i in range(count)]
+
+
 def run_labels(runs: list[Path]) -> list[str]:
-    """One label per run: none for a lone run, else each folder's name (its path where two share one)."""
-    if len(runs) == 1:
-        return [""]
+    """Each run's legend label: its folder's name, or its path where two share one; written as
+    plain text (matplotlib would read $...$ as mathematics and drop a label starting with _)."""
     names = [run.resolve().name for run in runs]
-    return [name if names.count(name) == 1 else str(run) for name, run in zip(names, runs)]
+    labels = [name if names.count(name) == 1 else str(run) for name, run in zip(names, runs)]
+    return [("\u200b" if label.startswith("_") else "") + label.replace("$", r"\$") for label in labels]
 
 
 def curve_axis(records: list[dict], x: str, run: Path | str = "this run"):
@@ -123,7 +154,7 @@ def curve_axis(records: list[dict], x: str, run: Path | str = "this run"):
     key, scale = ("epoch", 1.0) if x == "epoch" else ("time/elapsed", 1 / 60)
     ends = [(0, 0.0)] + [(r["step"], r[key] * scale) for r in records if _is_number(r.get("time/elapsed"))]
     if len(ends) < 2:
-        raise GannetError(f"--x {x} needs a finished epoch; {run} has none yet.")
+        raise GannetError(f"--x {x} needs a finished epoch; {run} has none yet (--x step draws it).")
     steps, values = np.array([s for s, _ in ends], dtype=float), np.array([v for _, v in ends])
     pace = (values[-1] - values[-2]) / max(steps[-1] - steps[-2], 1)
 
@@ -282,10 +313,16 @@ def make(
                 from gannet.pretrained import refuse_history
 
                 refuse_history(one, "training history (metrics.jsonl) to draw")
+                if not Path(one).exists():
+                    raise GannetError(f"{one} does not exist; curves draws a run directory.")
+                if not Path(one).is_dir():
+                    raise GannetError(f"{one} is a file; curves draws a run directory (the folder of metrics.jsonl).")
                 raise GannetError(f"{one} holds no metrics.jsonl: is it a gannet run directory?")
         if x not in CURVE_AXES:
             raise GannetError(f"--x {x}: curves are drawn against {', '.join(CURVE_AXES)}.")
-        return [curves_figure([Path(one) for one in runs], output, x)]
+        unique = list(dict.fromkeys(Path(one).resolve() for one in runs))  # a run named twice is drawn once
+        named = [next(Path(one) for one in runs if Path(one).resolve() == u) for u in unique]
+        return [curves_figure(named, output, x)]
     if name == "fig1":
         path, _ = figure1(output, run, gif, seed, progress=progress)
         return [path, *([gif] if gif else [])]

@@ -31,8 +31,8 @@ LOCK_NAME = ".gannet.lock"
 # checkpoints.write_atomic's `.NAME.XXXXXXXX.tmp`, outputs.write_file's `.STEM.XXXXXXXX.SUFFIX`.
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}(\.tmp|\.png|\.pdf|\.svg|\.gif|\.json|\.npy)")
 _RUN_ENTRIES = re.compile(
-    r"(config\.json|metrics\.jsonl|events\.out\.tfevents\..*|samples|checkpoints|inference"
-    rf"|(parzen|quality|features)(-.*)?\.json|\.gannet\.lock|{_TEMPORARY.pattern})"
+    r"(config\.json|metrics\.jsonl|events\.out\.tfevents\..*|samples|checkpoints|inference(-.+)?"
+    rf"|(parzen|quality|features|completion)(-.*)?\.json|\.gannet\.lock|{_TEMPORARY.pattern})"
 )
 
 

@@ -200,8 +200,8 @@ class Loop:
             if averaging_now:
                 self.add_to_average()
             monitor, best = self.monitor(averaging_now)
-            if monitor:
-                self.writer.write(p.step, {"epoch": p.epoch, "time/elapsed": p.seconds, **monitor})
+            # every epoch's end is on record, monitored or not (`figures curves --x epoch|minutes`)
+            self.writer.write(p.step, {"epoch": p.epoch, "time/elapsed": p.seconds, **monitor})
             self.report(means, monitor, best, seconds)
             self.picture()
         if p.epoch % run.config.checkpoint_every == 0 or p.epoch == run.config.epochs:

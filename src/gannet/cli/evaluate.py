@@ -12,7 +12,10 @@ from gannet.errors import GannetError
 
 def result_help(name: str) -> str:
     """-o's help: where an evaluation's result goes by default (checkpoints.result_path)."""
-    return f"JSON result [RUN_DIR/{name}.json; RUN_DIR/{name}-CKPT.json for its checkpoint CKPT; a shipped model: none]"
+    return (
+        f"JSON result [RUN_DIR/{name}.json; for a checkpoint X.safetensors, {name}-X.json in its run "
+        "(or its own folder); a shipped model: none]"
+    )
 
 
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -173,6 +176,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     for n, row in table.items():
         label = f"all {len(mnist.train[: args.num_train or None]):,}" if n == "all" else f"{n} per class"
         print(f"  {label:<18} " + " ".join(f"{row[name]:>10.4f}" for name in shown))
+    if encoder is not None:
+        print(f"  E(x): {encoder_path}")
+    elif encoder_path is not None:  # the place `gannet infer SOURCE` writes to holds none
+        print(f"  no E(x) column: nothing at {encoder_path} (`gannet infer {args.source}` trains one)")
     record = {"source": str(path), "test_accuracy": table}
     if output is not None:
         write_json(output, {**record, "encoder": str(encoder_path)} if encoder is not None else record)
