@@ -4,7 +4,8 @@ preset's Parzen monitor first reaches a target, for each way of playing it.
 Each setting is one `gannet train mnist` with a few flags changed (the update scheme and k, or
 the prior p_z); each runs from every seed until its monitor (`parzen/valid` in metrics.jsonl)
 reaches --target, when the script stops it (SIGINT: gannet writes a checkpoint and stops), or
-until --max-epochs. A run already in OUT that reached the target is read, not trained again; one
+until --max-epochs, or until the game collapses (D rejects every sample for five epochs: the run
+is given up, and the table says so). A run already in OUT that reached the target is read, not trained again; one
 stopped short goes on with --resume (to a raised --max-epochs too). Ctrl-C stops the script and
 the runs in progress, each with its checkpoint: the same command goes on from there. Prints a
 Markdown table and draws the monitor against training minutes. Flags this script does not know
@@ -57,6 +58,23 @@ def monitor(run_dir: Path) -> list[dict]:
     return [r for r in read_metrics(run_dir) if "parzen/valid" in r]  # a line being written is dropped
 
 
+def collapsed(run_dir: Path, epochs: int = 5, below: float = 0.01) -> int | None:
+    """The epoch from which D has rejected every sample for `epochs` epochs in a row (the mean
+    D(G(z)) of every logged interval below `below`): the game has collapsed, G's gradient is
+    gone, and the run is given up. None while it has not."""
+    start = None
+    for r in read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []:
+        if "d/fake" not in r:
+            continue
+        if r["d/fake"] >= below:
+            start = None
+        elif start is None:
+            start = r["epoch"]
+        elif r["epoch"] - start >= epochs:
+            return start
+    return None
+
+
 def first_reaching(records: list[dict], target: float) -> dict | None:
     """The first monitor record at or above `target`, or None."""
     return next((r for r in records if r["parzen/valid"] >= target), None)
@@ -74,7 +92,7 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
     run_dir = args.out / f"{SHORT[setting]}-seed{seed}"
     if STOP.is_set():
         return None
-    if first_reaching(monitor(run_dir), args.target) is None:
+    if first_reaching(monitor(run_dir), args.target) is None and collapsed(run_dir) is None:
         if (run_dir / "config.json").is_file():
             command = ["gannet", "train", "--resume", str(run_dir), "--epochs", str(args.max_epochs)]
         else:
@@ -88,11 +106,12 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
             RUNNING.add(process)
             while process.poll() is None:
                 time.sleep(5)
-                if first_reaching(monitor(run_dir), args.target) is not None:
+                if first_reaching(monitor(run_dir), args.target) is not None or collapsed(run_dir) is not None:
                     process.send_signal(signal.SIGINT)  # gannet writes its checkpoint and stops
                     process.wait()
             RUNNING.discard(process)
-        if process.returncode == 128 + signal.SIGINT and first_reaching(monitor(run_dir), args.target) is None:
+        ours = first_reaching(monitor(run_dir), args.target) is not None or collapsed(run_dir) is not None
+        if process.returncode == 128 + signal.SIGINT and not ours:
             STOP.set()  # a Ctrl-C reached the run itself (the terminal signals the whole group)
             return None
         if process.returncode not in (0, 128 + signal.SIGINT):
@@ -103,12 +122,16 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
     result["epochs"] = reached["epoch"] if reached else None
     result["minutes"] = reached["time/elapsed"] / 60 if reached else None
     result["last_epoch"] = records[-1]["epoch"] if records else 0
+    result["collapsed"] = collapsed(run_dir) if reached is None else None
     result["curve"] = [(r["time/elapsed"] / 60, r["parzen/valid"]) for r in records]
     print(f"{run_dir.name}: {describe(result, args.target)}", flush=True)
     return result
 
 
 def describe(result: dict, target: float) -> str:
+    if result.get("collapsed") is not None:
+        given_up = result["last_epoch"]
+        return f"collapsed from epoch {result['collapsed']} (D rejected every sample), given up at {given_up}"
     if result["epochs"] is None:
         return f"not {target:g} in {result['last_epoch']} epochs"
     return f"{target:g} after {result['epochs']} epochs, {result['minutes']:.1f} min"
@@ -128,6 +151,8 @@ def table(results: list[dict], target: float) -> str:
             row = next((r for r in rows if r["seed"] == seed), None)
             if row is None:
                 cells.append("—")
+            elif row.get("collapsed") is not None:
+                cells.append(f"collapsed from {row['collapsed']}")
             elif row["epochs"] is None:
                 cells.append(f"not in {row['last_epoch']}")
             else:
