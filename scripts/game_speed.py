@@ -4,12 +4,12 @@ preset's Parzen monitor first reaches a target, for each way of playing it.
 Each setting is one `gannet train mnist` with a few flags changed (the update scheme and k, or
 the prior p_z); each runs from every seed until its monitor (`parzen/valid` in metrics.jsonl)
 reaches --target, when the script stops it (SIGINT: gannet writes a checkpoint and stops), or
-until --max-epochs, or until the game collapses (D rejects every sample for five epochs: the run
-is given up, and the table says so). A run already in OUT that reached the target is read, not trained again; one
-stopped short goes on with --resume (to a raised --max-epochs too). Ctrl-C stops the script and
-the runs in progress, each with its checkpoint: the same command goes on from there. Prints a
-Markdown table and draws the monitor against training minutes. Flags this script does not know
-go to every `gannet train` (--device cuda, say).
+until --max-epochs, or until the game collapses (D rejects every sample, D(G(z)) < 0.001, for ten
+epochs: the run is given up, and the table says so). A run already in OUT that reached the
+target is read, not trained again; one stopped short goes on with --resume (to a raised
+--max-epochs too). Ctrl-C stops the script and the runs in progress, each with its checkpoint:
+the same command goes on from there. Prints a Markdown table and draws the monitor against
+training minutes. Flags this script does not know go to every `gannet train` (--device cuda, say).
 
     python scripts/game_speed.py --data-dir ../shared/data --target 150 --seeds 1 2 --jobs 2 \\
         --out runs/game-speed --figure docs/game-speed.png
@@ -58,10 +58,11 @@ def monitor(run_dir: Path) -> list[dict]:
     return [r for r in read_metrics(run_dir) if "parzen/valid" in r]  # a line being written is dropped
 
 
-def collapsed(run_dir: Path, epochs: int = 5, below: float = 0.01) -> int | None:
+def collapsed(run_dir: Path, epochs: int = 10, below: float = 0.001) -> int | None:
     """The epoch from which D has rejected every sample for `epochs` epochs in a row (the mean
-    D(G(z)) of every logged interval below `below`): the game has collapsed, G's gradient is
-    gone, and the run is given up. None while it has not."""
+    D(G(z)) of every logged interval below `below`): the game has collapsed and the run is given
+    up. None while it has not. (Early in the preset's game D(G(z)) often dips to 0.002-0.05 for
+    a few epochs and G recovers; a run that stays below 0.001 for ten epochs has not here.)"""
     start = None
     for r in read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []:
         if "d/fake" not in r:
