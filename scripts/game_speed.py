@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from gannet.metrics import read_metrics
+from gannet.metrics import CollapseWatch, read_metrics
 
 # name -> flags beside `gannet train mnist`; the first is the preset as it is
 SETTINGS: dict[str, list[str]] = {
@@ -58,21 +58,14 @@ def monitor(run_dir: Path) -> list[dict]:
     return [r for r in read_metrics(run_dir) if "parzen/valid" in r]  # a line being written is dropped
 
 
-def collapsed(run_dir: Path, epochs: int = 10, below: float = 0.001) -> int | None:
-    """The epoch from which D has rejected every sample for `epochs` epochs in a row (the mean
-    D(G(z)) of every logged interval below `below`): the game has collapsed and the run is given
-    up. None while it has not. (Early in the preset's game D(G(z)) often dips to 0.002-0.05 for
-    a few epochs and G recovers; a run that stays below 0.001 for ten epochs has not here.)"""
-    start = None
+def collapsed(run_dir: Path) -> int | None:
+    """The epoch from which D has rejected every sample for ten epochs in a row (metrics.CollapseWatch
+    over the logged intervals, as gannet train warns of it): the game has collapsed and the run is
+    given up. None while it has not."""
+    watch = CollapseWatch()
     for r in read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []:
-        if "d/fake" not in r:
-            continue
-        if r["d/fake"] >= below:
-            start = None
-        elif start is None:
-            start = r["epoch"]
-        elif r["epoch"] - start >= epochs:
-            return start
+        if "d/fake" in r and watch.update(r["epoch"], r["d/fake"]):
+            return watch.since
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import importlib
 import json
 import os
 import random
@@ -22,7 +23,7 @@ from gannet import config as config_module
 from gannet.checkpoints import load_state, load_weights
 from gannet.data import read_mnist_file
 from gannet.errors import GannetError
-from gannet.metrics import read_metrics
+from gannet.metrics import CollapseWatch, read_metrics
 from gannet.presets import preset_config
 from gannet.train import train
 
@@ -325,3 +326,30 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_a_whole_checkpoint(tmp_path, da
     newest = checkpoints.checkpoint_paths(run_dir)[-1]  # the epoch-1 one, or the new mid-epoch one
     load_state(newest)
     assert gannet("train", "--resume", run_dir)[0] == 0
+
+
+def test_a_collapsed_game_is_told_once_after_ten_epochs_of_rejections():
+    watch = CollapseWatch()
+    # a dip that recovers (the preset's early phase), then D rejecting every sample from epoch 8
+    fakes = {1: 0.29, 2: 0.05, 3: 0.0009, 4: 0.0005, 5: 0.002, 6: 0.01, 7: 0.2} | {e: 1e-5 for e in range(8, 30)}
+    told = [epoch for epoch, d_fake in fakes.items() if watch.update(epoch, d_fake)]
+    assert told == [17] and watch.since == 8  # epochs 8..17: ten in a row, said once
+    again = CollapseWatch(below=0.01, epochs=2)
+    assert [again.update(e, f) for e, f in [(1, 0.005), (1, float("nan")), (2, 0.005), (3, 0.001)]] == [
+        False,
+        False,  # NaN is no rejection: the count starts again
+        False,
+        True,
+    ]
+
+
+def test_training_says_once_that_the_game_has_collapsed(tmp_path, monkeypatch, capsys):
+    # every epoch counts as a rejection here (D(G(z)) < 1), so the line comes after epoch 2
+    train_module = importlib.import_module("gannet.train")  # gannet.train is also the function
+    monkeypatch.setattr(train_module, "CollapseWatch", lambda: CollapseWatch(below=1.0, epochs=2))
+    code, out = gannet("train", "toy1d", "--epochs", 4, "--run-dir", tmp_path / "r", "--no-progress", capsys=capsys)
+    assert code == 0
+    lines = out.err.splitlines()
+    told = [i for i, line in enumerate(lines) if "the game has collapsed" in line]
+    assert len(told) == 1 and lines[told[0] - 1].startswith("epoch 2/4") and "since epoch 1" in lines[told[0]]
+    assert "try another --seed" in lines[told[0]]

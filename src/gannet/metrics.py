@@ -82,3 +82,28 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
             raise GannetError(f"{path} is damaged: line {number} is not a metrics record.") from None
         records.append(record)
     return records
+
+
+class CollapseWatch:
+    """Whether the game has collapsed: D has rejected every sample, its mean D(G(z)) under
+    `below`, for `epochs` epochs in a row. Early in the MNIST preset's game D(G(z)) often dips
+    to 0.002-0.05 for a few epochs and G recovers; a run that stays under 0.001 for ten epochs
+    had not recovered by its 60th here (Algorithm 1 with k = 1 from seed 1, the preset from
+    seed 2, on one CPU: docs/game-speed.md). Fed one (epoch, D(G(z))) at a time, in order."""
+
+    def __init__(self, below: float = 1e-3, epochs: int = 10) -> None:
+        self.below, self.epochs = below, epochs
+        self.since: int | None = None  # the first epoch of the current run of rejections
+        self.collapsed = False
+
+    def update(self, epoch: int, d_fake: float) -> bool:
+        """Record one epoch's (or logging interval's) mean D(G(z)); True the first time the
+        rejections have lasted `epochs` epochs (then `since` says from when)."""
+        if not d_fake < self.below:  # NaN too: not a rejection
+            self.since = None
+            return False
+        self.since = epoch if self.since is None else self.since
+        if not self.collapsed and epoch - self.since + 1 >= self.epochs:
+            self.collapsed = True
+            return True
+        return False

@@ -30,7 +30,7 @@ from gannet.game import STAT_NAMES, examples_per_step
 from gannet.graphs import epoch_steps
 from gannet.images import save_samples_picture
 from gannet.interrupts import StopRequest, TrainingInterrupted
-from gannet.metrics import MetricsWriter
+from gannet.metrics import CollapseWatch, MetricsWriter
 from gannet.optim import momentum_at, scheduled_lrs, set_momentum
 from gannet.parzen import monitor_parzen
 from gannet.runs import RunLock, next_step
@@ -96,6 +96,7 @@ class Loop:
 
     def __init__(self, run: Run, progress_bar: bool | None) -> None:
         self.run, p = run, run.progress
+        self.collapse = CollapseWatch()  # D rejecting every sample for epochs on end: said once
         self.writer = MetricsWriter(run.run_dir, resume_step=p.step if run.resumed else None) if run.main else None
         self.bar = tqdm(
             total=run.config.epochs * (len(run.train_set) // examples_per_step(run.config)),
@@ -260,7 +261,7 @@ class Loop:
         return monitor, best
 
     def report(self, means: dict[str, float], monitor: dict[str, float], best: bool, seconds: float) -> None:
-        """The epoch's summary line."""
+        """The epoch's summary line, and once, if the game has collapsed, a line saying so."""
         p, config = self.run.progress, self.run.config
         note = ""
         if monitor:
@@ -276,6 +277,13 @@ class Loop:
             f"({clock(p.seconds)} in all)",
             file=sys.stderr,
         )
+        if self.collapse.update(p.epoch, means["d/fake"]):
+            self.bar.write(
+                f"gannet: the game has collapsed: D has rejected every sample (mean D(G(z)) under "
+                f"{self.collapse.below:g}) for {self.collapse.epochs} epochs, since epoch {self.collapse.since}, "
+                "and such runs have not recovered in gannet's trials; stop it (Ctrl-C) and try another --seed.",
+                file=sys.stderr,
+            )
 
     def picture(self) -> None:
         """samples/epoch-NNNN.png: the generator on the fixed noise (with D's view for toys), also
