@@ -86,7 +86,9 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
     run_dir = args.out / f"{SHORT[setting]}-seed{seed}"
     if STOP.is_set():
         return None
-    if first_reaching(monitor(run_dir), args.target) is None and collapsed(run_dir) is None:
+    records = monitor(run_dir)
+    done = first_reaching(records, args.target) is not None or collapsed(run_dir) is not None
+    if not done and (not records or records[-1]["epoch"] < args.max_epochs):  # else: read, not trained
         if (run_dir / "config.json").is_file():
             command = ["gannet", "train", "--resume", str(run_dir), "--epochs", str(args.max_epochs)]
         else:
@@ -116,6 +118,7 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
     result["epochs"] = reached["epoch"] if reached else None
     result["minutes"] = reached["time/elapsed"] / 60 if reached else None
     result["last_epoch"] = records[-1]["epoch"] if records else 0
+    result["last_monitor"] = records[-1]["parzen/valid"] if records else None
     result["collapsed"] = collapsed(run_dir) if reached is None else None
     result["curve"] = [(r["time/elapsed"] / 60, r["parzen/valid"]) for r in records]
     print(f"{run_dir.name}: {describe(result, args.target)}", flush=True)
@@ -148,7 +151,8 @@ def table(results: list[dict], target: float) -> str:
             elif row.get("collapsed") is not None:
                 cells.append(f"collapsed from {row['collapsed']}")
             elif row["epochs"] is None:
-                cells.append(f"not in {row['last_epoch']}")
+                last = row.get("last_monitor")
+                cells.append(f"not in {row['last_epoch']}" + (f" (monitor {last:.0f})" if last is not None else ""))
             else:
                 cells.append(f"{row['epochs']} / {row['minutes']:.1f}")
         done = [r for r in rows if r["epochs"] is not None]
