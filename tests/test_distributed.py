@@ -81,6 +81,9 @@ def test_two_processes_make_the_single_process_updates(tmp_path, data_dir, updat
     rows = [
         [json.loads(line) for line in (tmp_path / r / "metrics.jsonl").read_text().splitlines()] for r in ("one", "two")
     ]
+    ends = [[r for r in run if "time/elapsed" in r] for run in rows]  # the epoch's end, on record once
+    assert [[r["epoch"] for r in run] for run in ends] == [[1], [1]]
+    rows = [[r for r in run if "loss/d" in r] for run in rows]
     assert len(rows[0]) == len(rows[1]) == 2  # 4 steps, a record every 2: written once, by rank 0
     for a, b in zip(*rows):
         assert a["step"] == b["step"] and abs(a["loss/d"] - b["loss/d"]) < 1e-4  # averaged over the ranks
