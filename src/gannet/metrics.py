@@ -87,9 +87,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 class CollapseWatch:
     """Whether the game has collapsed: D has rejected every sample, its mean D(G(z)) under
     `below`, for `epochs` epochs in a row. Early in the MNIST preset's game D(G(z)) often dips
-    to 0.002-0.05 for a few epochs and G recovers; a run that stays under 0.001 for ten epochs
-    had not recovered by its 60th here (Algorithm 1 with k = 1 from seed 1, the preset from
-    seed 2, on one CPU: docs/game-speed.md). Fed one (epoch, D(G(z))) at a time, in order."""
+    to 0.009-0.06 for a few epochs and G recovers; the runs that stayed under 0.001 for ten
+    epochs had not recovered when given up, at epochs 17-28 (docs/game-speed.md). Fed one
+    (epoch, D(G(z))) at a time, in order: an epoch's logging intervals, or its mean."""
 
     def __init__(self, below: float = 1e-3, epochs: int = 10) -> None:
         self.below, self.epochs = below, epochs
