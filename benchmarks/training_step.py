@@ -206,7 +206,7 @@ def products_in_step(players, config: TrainConfig, train: torch.Tensor, steps: i
     return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm")) / 1e6
 
 
-def other_work(players, config: TrainConfig, train: torch.Tensor, steps: int, device: torch.device) -> dict[str, float]:
+def other_work(players, config: TrainConfig, steps: int, device: torch.device) -> dict[str, float]:
     """Seconds per step of work the step must do besides the products, done as gannet does it
     and timed alone on the CPU: both players' optimiser updates (every D update and the G
     update: fused SGD), the dropout masks D draws and applies in its forward passes, the maxout
@@ -297,7 +297,7 @@ def main() -> None:
         torch.manual_seed(0)
         parts = None  # on a GPU, parts timed alone pay launches that the step's CUDA graph does not
         if device.type == "cpu":
-            parts = other_work(make_players(config, mnist, device), config, mnist.train, args.steps, device)
+            parts = other_work(make_players(config, mnist, device), config, args.steps, device)
         rates = {k: args.steps / v for k, v in times.items()}
         eager, inside = rates.get("gannet, eager"), rates.get("products in step")
         print(

@@ -51,22 +51,30 @@ SHORT = {  # run-directory names
 }
 
 
-def monitor(run_dir: Path) -> list[dict]:
-    """The run's Parzen monitor records (epoch, time/elapsed, parzen/valid), in order."""
-    if not (run_dir / "metrics.jsonl").is_file():
-        return []
-    return [r for r in read_metrics(run_dir) if "parzen/valid" in r]  # a line being written is dropped
+def history(run_dir: Path) -> list[dict]:
+    """The run's metrics records, in order ([] before its first); a line being written is dropped."""
+    return read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
 
 
-def collapsed(run_dir: Path) -> int | None:
+def monitor(records: list[dict]) -> list[dict]:
+    """The Parzen monitor records (epoch, time/elapsed, parzen/valid) among a run's records."""
+    return [r for r in records if "parzen/valid" in r]
+
+
+def collapsed(records: list[dict]) -> int | None:
     """The epoch from which D has rejected every sample for ten epochs in a row (metrics.CollapseWatch
     over the logged intervals, as gannet train warns of it): the game has collapsed and the run is
     given up. None while it has not."""
     watch = CollapseWatch()
-    for r in read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []:
+    for r in records:
         if "d/fake" in r and watch.update(r["epoch"], r["d/fake"]):
             return watch.since
     return None
+
+
+def settled(records: list[dict], target: float) -> bool:
+    """Whether a run is over for this script: its monitor reached the target, or its game collapsed."""
+    return first_reaching(monitor(records), target) is not None or collapsed(records) is not None
 
 
 def first_reaching(records: list[dict], target: float) -> dict | None:
@@ -86,9 +94,9 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
     run_dir = args.out / f"{SHORT[setting]}-seed{seed}"
     if STOP.is_set():
         return None
-    records = monitor(run_dir)
-    done = first_reaching(records, args.target) is not None or collapsed(run_dir) is not None
-    if not done and (not records or records[-1]["epoch"] < args.max_epochs):  # else: read, not trained
+    records = history(run_dir)
+    scores = monitor(records)
+    if not settled(records, args.target) and (not scores or scores[-1]["epoch"] < args.max_epochs):
         if (run_dir / "config.json").is_file():
             command = ["gannet", "train", "--resume", str(run_dir), "--epochs", str(args.max_epochs)]
         else:
@@ -102,25 +110,25 @@ def run_one(setting: str, seed: int, args: argparse.Namespace) -> dict | None:
             RUNNING.add(process)
             while process.poll() is None:
                 time.sleep(5)
-                if first_reaching(monitor(run_dir), args.target) is not None or collapsed(run_dir) is not None:
+                if settled(history(run_dir), args.target):
                     process.send_signal(signal.SIGINT)  # gannet writes its checkpoint and stops
                     process.wait()
             RUNNING.discard(process)
-        ours = first_reaching(monitor(run_dir), args.target) is not None or collapsed(run_dir) is not None
-        if process.returncode == 128 + signal.SIGINT and not ours:
+        records = history(run_dir)
+        if process.returncode == 128 + signal.SIGINT and not settled(records, args.target):
             STOP.set()  # a Ctrl-C reached the run itself (the terminal signals the whole group)
             return None
         if process.returncode not in (0, 128 + signal.SIGINT):
             print(f"{run_dir.name}: gannet train exited with {process.returncode}; see {log.name}", file=sys.stderr)
-    records = monitor(run_dir)
-    reached = first_reaching(records, args.target)
+    scores = monitor(records)
+    reached = first_reaching(scores, args.target)
     result = {"setting": setting, "seed": seed, "run_dir": str(run_dir), "flags": SETTINGS[setting]}
     result["epochs"] = reached["epoch"] if reached else None
     result["minutes"] = reached["time/elapsed"] / 60 if reached else None
-    result["last_epoch"] = records[-1]["epoch"] if records else 0
-    result["last_monitor"] = records[-1]["parzen/valid"] if records else None
-    result["collapsed"] = collapsed(run_dir) if reached is None else None
-    result["curve"] = [(r["time/elapsed"] / 60, r["parzen/valid"]) for r in records]
+    result["last_epoch"] = scores[-1]["epoch"] if scores else 0
+    result["last_monitor"] = scores[-1]["parzen/valid"] if scores else None
+    result["collapsed"] = collapsed(records) if reached is None else None
+    result["curve"] = [(r["time/elapsed"] / 60, r["parzen/valid"]) for r in scores]
     print(f"{run_dir.name}: {describe(result, args.target)}", flush=True)
     return result
 

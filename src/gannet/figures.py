@@ -81,7 +81,10 @@ def curves_figure(run_dirs: Path | list[Path], path: Path, x: str = "step") -> P
     with --average-from or --ema-decay), learning rate and momentum from metrics.jsonl, of one
     run or of several overlaid (a colour per run, named in one legend above the panels; a line
     style per series), against the step, the epoch or the training minutes."""
-    runs = [run_dirs] if isinstance(run_dirs, Path) else list(dict.fromkeys(run_dirs))  # each run once
+    named: dict[Path, Path] = {}  # each run once, however it is named (a, ./a, /abs/a): as first given
+    for run in [run_dirs] if isinstance(run_dirs, Path) else run_dirs:
+        named.setdefault(run.resolve(), run)
+    runs = list(named.values())
     histories = [read_metrics(run) for run in runs]
     drawable = {name for _, names in CURVE_PANELS for name in names}
     for run, records in zip(runs, histories):
@@ -320,9 +323,7 @@ def make(
                 raise GannetError(f"{one} holds no metrics.jsonl: is it a gannet run directory?")
         if x not in CURVE_AXES:
             raise GannetError(f"--x {x}: curves are drawn against {', '.join(CURVE_AXES)}.")
-        unique = list(dict.fromkeys(Path(one).resolve() for one in runs))  # a run named twice is drawn once
-        named = [next(Path(one) for one in runs if Path(one).resolve() == u) for u in unique]
-        return [curves_figure(named, output, x)]
+        return [curves_figure([Path(one) for one in runs], output, x)]
     if name == "fig1":
         path, _ = figure1(output, run, gif, seed, progress=progress)
         return [path, *([gif] if gif else [])]
