@@ -67,3 +67,43 @@ def test_optimizers_follow_the_schedule_update_by_update():
         assert scheduled_lrs(players.scheduler_d) == [players.optimizer_d.param_groups[0]["lr"]]
         simultaneous_step(players, data.train[:10], sample_noise("uniform", 10, 1))
     assert players.optimizer_g.param_groups[0]["lr"] == pytest.approx(0.1 / 1.5**3)
+
+
+def test_generator_lr_sets_g_alone_and_both_decay_alike():
+    config = TrainConfig(
+        lr=0.1,
+        generator_lr=0.3,
+        lr_decay=1.5,
+        lr_min=0.05,
+        preset="toy1d",
+        dataset="toy1d",
+        latent_dim=1,
+        generator_hidden=[4],
+        discriminator_hidden=[4],
+        generator_output="linear",
+    )
+    data = toy1d()
+    torch.manual_seed(0)
+    players = make_players(config, data, torch.device("cpu"))
+    assert players.optimizer_g.param_groups[0]["lr"] == pytest.approx(0.3)
+    assert players.optimizer_d.param_groups[0]["lr"] == pytest.approx(0.1)
+    for _ in range(3):
+        simultaneous_step(players, data.train[:10], sample_noise("uniform", 10, 1))
+    # 0.3 / 1.5^3 = 0.0889; D's 0.1 / 1.5^3 = 0.0296 stops at the floor, 0.05
+    assert players.optimizer_g.param_groups[0]["lr"] == pytest.approx(0.3 / 1.5**3)
+    assert players.optimizer_d.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_generator_lr_equal_to_lr_trains_the_same_numbers():
+    def trained(**overrides):
+        config = preset_config("toy1d", **overrides)
+        torch.manual_seed(0)
+        players = make_players(config, toy1d(), torch.device("cpu"))
+        for _ in range(3):
+            simultaneous_step(players, toy1d().train[:100], sample_noise("uniform", 100, 1))
+        return [p.detach().clone() for p in players.generator.parameters()]
+
+    plain, explicit = trained(), trained(generator_lr=preset_config("toy1d").lr)
+    assert all(torch.equal(a, b) for a, b in zip(plain, explicit))
+    faster = trained(generator_lr=10 * preset_config("toy1d").lr)
+    assert not all(torch.equal(a, b) for a, b in zip(plain, faster))

@@ -133,7 +133,10 @@ class TrainConfig:
     hidden_keep: float = option(0.5, "Dropout: probability of keeping each hidden unit of D.")
     # --- optimisation ----------------------------------------------------------------------
     optimizer: str = option("sgd", "sgd (with momentum, the paper's) or adam.", OPTIMIZERS)
-    lr: float = option(0.1, "Initial learning rate of both players.")
+    lr: float = option(0.1, "Initial learning rate of both players (of D alone with --generator-lr).")
+    generator_lr: float | None = option(
+        None, "G's own initial learning rate (default: --lr); decayed on the same schedule as D's."
+    )
     lr_decay: float = option(1.000004, "After every update the learning rate is divided by this.")
     lr_min: float = option(1e-6, "The learning rate never decays below this.")
     lr_milestones: list[int] = option(

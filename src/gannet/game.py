@@ -23,7 +23,7 @@ from gannet.losses import discriminator_loss, generator_loss
 from gannet.masks import draw_masks
 from gannet.networks import Discriminator, Generator, build_networks, clip_column_norms, with_labels
 from gannet.noise import masked_codes, sample_codes, sample_noise
-from gannet.optim import learning_rate, make_optimizer
+from gannet.optim import generator_lr, learning_rate, make_optimizer
 from gannet.resources import compute_dtype
 
 if TYPE_CHECKING:
@@ -244,19 +244,19 @@ def make_players(config: TrainConfig, data: Dataset, device: torch.device) -> Pl
     generator, discriminator = build_networks(config, data.shape, data.train)
     generator.to(device).train()
     discriminator.to(device).train()
-    optimizer_g = make_optimizer(generator.parameters(), config)
+    optimizer_g = make_optimizer(generator.parameters(), config, generator_lr(config))
     optimizer_d = make_optimizer(discriminator.parameters(), config)
     steps = max(len(data.train[: config.train_limit]) // examples_per_step(config), 1)  # per epoch
 
-    def schedule(updates_per_epoch: int) -> Callable[[int], float]:
-        return lambda updates: learning_rate(config, updates, updates_per_epoch) / config.lr
+    def schedule(updates_per_epoch: int, lr: float = config.lr) -> Callable[[int], float]:
+        return lambda updates: learning_rate(config, updates, updates_per_epoch, lr) / lr
 
     players = Players(
         generator,
         discriminator,
         optimizer_g,
         optimizer_d,
-        torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule(steps)),
+        torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule(steps, generator_lr(config))),
         torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule(steps * d_updates_per_step(config))),
         config.generator_loss,
         config.max_col_norm,

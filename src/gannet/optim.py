@@ -13,25 +13,36 @@ if TYPE_CHECKING:
 OPTIMIZERS = ("sgd", "adam")  # SGD with momentum (the paper's), or Adam
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], config: TrainConfig, lr: float | None = None
+) -> torch.optim.Optimizer:
+    """The config's optimiser over `params`, starting at `lr` (default: config.lr)."""
     params = list(params)
+    lr = config.lr if lr is None else lr
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.adam_betas))
+        return torch.optim.Adam(params, lr=lr, betas=tuple(config.adam_betas))
     # SGD: one fused kernel per step instead of a few per parameter (CPU and CUDA); the same update
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, fused=fused)
+    return torch.optim.SGD(params, lr=lr, momentum=config.momentum, fused=fused)
 
 
-def learning_rate(config: TrainConfig, updates: int, updates_per_epoch: int) -> float:
-    """lr for the player's update number `updates` (0-based): lr / decay^updates (pylearn2's
+def generator_lr(config: TrainConfig) -> float:
+    """G's initial learning rate: --generator-lr, else the players' shared --lr."""
+    return config.lr if config.generator_lr is None else config.generator_lr
+
+
+def learning_rate(config: TrainConfig, updates: int, updates_per_epoch: int, lr: float | None = None) -> float:
+    """The rate for the player's update number `updates` (0-based): lr / decay^updates (pylearn2's
     ExponentialDecay(1.000004, min_lr=1e-6)), times the milestones' factor for the update's epoch,
-    floored at lr_min. `updates_per_epoch`: the player's updates in one epoch."""
+    floored at lr_min. `updates_per_epoch`: the player's updates in one epoch; `lr`: the player's
+    initial rate (default: config.lr)."""
+    lr = config.lr if lr is None else lr
     factor = milestone_factor(config, updates // updates_per_epoch)
     try:
         decay = config.lr_decay**updates
     except OverflowError:  # a steep --lr-decay: the rate has long reached its floor
         return config.lr_min
-    return max(config.lr / decay * factor, config.lr_min)
+    return max(lr / decay * factor, config.lr_min)
 
 
 def milestone_factor(config: TrainConfig, epoch: int) -> float:

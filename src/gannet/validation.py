@@ -120,11 +120,16 @@ def _float_checks(config: TrainConfig) -> list[tuple[bool, str]]:
     return [
         (config.lr > 0, "--lr must be a positive number"),
         (config.lr <= LARGEST_RATE, f"--lr must be at most {LARGEST_RATE:g}"),
+        (
+            config.generator_lr is None or 0 < config.generator_lr <= LARGEST_RATE,
+            f"--generator-lr must be a positive number of at most {LARGEST_RATE:g}",
+        ),
         (1 <= config.lr_decay < math.inf, "--lr-decay must be a number of at least 1 (it divides the rate)"),
         (0 <= config.lr_min <= LARGEST_RATE, f"--lr-min must be a number from 0 to {LARGEST_RATE:g}"),
         (0 < config.lr_gamma < math.inf, "--lr-gamma must be a positive number"),
         (
-            _largest_rate(config.lr, config.lr_gamma, len(config.lr_milestones)) <= LARGEST_RATE,
+            _largest_rate(max(config.lr, config.generator_lr or 0), config.lr_gamma, len(config.lr_milestones))
+            <= LARGEST_RATE,
             f"--lr-gamma at each of --lr-milestones raises the learning rate past {LARGEST_RATE:g}",
         ),
         (0 <= config.momentum < 1 and 0 <= config.momentum_final < 1, "momentum must be in [0, 1)"),

@@ -87,6 +87,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
         "generator_loss",
         "optimizer",
         "lr",
+        "generator_lr",
         "lr_decay",
         "lr_min",
         "lr_milestones",
