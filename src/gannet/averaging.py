@@ -130,7 +130,7 @@ def write_ema(
     epoch: int,
     ema: dict[str, torch.Tensor],
     updates: int,
-    discriminator: torch.nn.Module,
+    discriminator: torch.nn.Module | dict[str, torch.Tensor],
     config: TrainConfig,
 ) -> Path:
     """Training with --ema-decay: checkpoints/ema.safetensors, the moving average of G's weights
@@ -145,12 +145,13 @@ def write_running_average(
     epoch: int,
     total: dict[str, torch.Tensor],
     count: int,
-    generator: torch.nn.Module,
-    discriminator: torch.nn.Module,
+    generator: dict[str, torch.Tensor],
+    discriminator: dict[str, torch.Tensor],
     config: TrainConfig,
 ) -> Path:
     """Training with --average-from: checkpoints/average.safetensors, the mean of the generators
-    after the last `count` epochs (up to `epoch`)."""
-    weights = mean_weights(total, count, generator.state_dict(), discriminator.state_dict())
+    after the last `count` epochs (up to `epoch`), beside `discriminator`; `generator`: a state
+    dict in the dtypes to write."""
+    weights = mean_weights(total, count, generator, discriminator)
     notes = {"averaged_epochs": f"{epoch - count + 1}-{epoch}"}
     return checkpoints.save_weights(checkpoints.average_path(run_dir), epoch, weights, config, notes)

@@ -83,13 +83,9 @@ def save(
     all but the `keep` newest and those after a multiple of `keep_every` epochs (for `gannet
     average`), now or when the checkpoint was written. Returns the weights file. A failed write (a
     full disk, say) is an OSError naming the checkpoint; the previous one is untouched."""
-    folder = Path(run_dir) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(run_dir, state)
+    path.parent.mkdir(parents=True, exist_ok=True)
     epoch, step = state["epoch"], state["step"]
-    mid_epoch = state.get("progress", {}).get("position", 0) > 0
-    path = folder / (
-        f"epoch-{epoch:04d}-step-{step:08d}.safetensors" if mid_epoch else f"epoch-{epoch:04d}.safetensors"
-    )
     buffer = io.BytesIO()
     torch.save(state, buffer)
     try:
@@ -105,6 +101,15 @@ def save(
         state_path(old).unlink(missing_ok=True)
         old.unlink(missing_ok=True)
     return path
+
+
+def checkpoint_path(run_dir: Path, state: dict[str, Any]) -> Path:
+    """The weights file `save` writes `state` to: named by its epoch, and its step when the state
+    is from inside an epoch (a stop)."""
+    epoch, step = state["epoch"], state["step"]
+    mid_epoch = state.get("progress", {}).get("position", 0) > 0
+    name = f"epoch-{epoch:04d}-step-{step:08d}.safetensors" if mid_epoch else f"epoch-{epoch:04d}.safetensors"
+    return Path(run_dir) / "checkpoints" / name
 
 
 def _kept_every(path: Path) -> int:

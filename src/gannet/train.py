@@ -16,13 +16,16 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from gannet import averaging, checkpoints
 from gannet import distributed as dist
+from gannet.background import BackgroundWriter, snapshot
 from gannet.config import TrainConfig
 from gannet.data import Dataset
 from gannet.errors import GannetError
@@ -97,6 +100,8 @@ class Loop:
     def __init__(self, run: Run, progress_bar: bool | None) -> None:
         self.run, p = run, run.progress
         self.collapse = CollapseWatch()  # D rejecting every sample for epochs on end: said once
+        self.files = BackgroundWriter()  # checkpoints, averages, pictures: written while training goes on
+        self.pending: list[Callable[[], object]] = []  # this epoch's, handed over at its end
         self.writer = MetricsWriter(run.run_dir, resume_step=p.step if run.resumed else None) if run.main else None
         self.bar = tqdm(
             total=run.config.epochs * (len(run.train_set) // examples_per_step(run.config)),
@@ -113,10 +118,15 @@ class Loop:
 
     def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> None:
         try:
-            self.bar.close()
-            if self.writer is not None:
-                self.writer.close()  # flushes TensorBoard's events: may meet the full disk the run stopped on
-        except OSError as closing:
+            try:
+                self.hand_over(wait=True)  # the last files are whole on disk before the run says so
+            finally:
+                self.bar.close()
+                if self.writer is not None:
+                    self.writer.close()  # flushes TensorBoard's events: may meet the full disk the run stopped on
+        except Exception as closing:
+            if error is None and not isinstance(closing, OSError):
+                raise
             error = error or closing
         if isinstance(error, OSError):  # a full disk or a lost mount while writing a picture, a log, a file
             what = Path(str(error.filename)).name if error.filename else "to the run directory"
@@ -205,9 +215,25 @@ class Loop:
             self.writer.write(p.step, {"epoch": p.epoch, "time/elapsed": p.seconds, **monitor})
             self.report(means, monitor, best, seconds)
             self.picture()
+        saved = None
         if p.epoch % run.config.checkpoint_every == 0 or p.epoch == run.config.epochs:
-            return self.write_checkpoint()
-        return None
+            saved = self.write_checkpoint()
+        self.hand_over()
+        return saved
+
+    def later(self, work: Callable[..., object], *args: Any) -> None:
+        """Have `work(*args)` done on the writer thread with the rest of this epoch's files, from
+        a snapshot of `args` taken now (background.py)."""
+        args = snapshot(args)
+        self.pending.append(lambda: work(*args))
+
+    def hand_over(self, wait: bool = False) -> None:
+        """Start writing the files asked for since the last hand-over (once the previous ones are
+        written); with `wait`, return when they are on disk."""
+        pieces, self.pending = self.pending, []
+        self.files.submit(pieces)
+        if wait:
+            self.files.wait()
 
     def add_to_average(self) -> None:
         """Polyak averaging: add G's weights to the sums, write the mean generator."""
@@ -219,17 +245,15 @@ class Loop:
     def write_average(self) -> None:
         """checkpoints/average.safetensors: the mean generator of the epochs summed in progress."""
         run, p = self.run, self.run.progress
-        G, D = run.players.generator, run.players.discriminator
-        averaging.write_running_average(run.run_dir, p.epoch, p.average, p.averaged, G, D, run.config)
+        G, D = run.players.generator.state_dict(), run.players.discriminator.state_dict()
+        self.later(averaging.write_running_average, run.run_dir, p.epoch, p.average, p.averaged, G, D, run.config)
 
     def write_ema(self) -> None:
         """checkpoints/ema.safetensors: the moving average of G's weights (--ema-decay), written with
         each checkpoint (mid-epoch ones too) and when a run resumes or branches."""
         run, players = self.run, self.run.players
-        ema = players.ema_weights()
-        averaging.write_ema(
-            run.run_dir, run.progress.epoch, ema, players.ema_updates, players.discriminator, run.config
-        )
+        ema, D = players.ema_weights(), players.discriminator.state_dict()
+        self.later(averaging.write_ema, run.run_dir, run.progress.epoch, ema, players.ema_updates, D, run.config)
 
     def generator_with(self, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
         """A copy of the training generator holding `weights` (the mean or the moving average)."""
@@ -257,7 +281,7 @@ class Loop:
         if best:
             p.best_parzen = monitor["parzen/valid"]
             weights = checkpoints.flat_weights(run.players.generator, run.players.discriminator)
-            checkpoints.save_best(run.run_dir, p.epoch, weights, config, monitor)
+            self.later(checkpoints.save_best, run.run_dir, p.epoch, weights, config, monitor)
         return monitor, best
 
     def report(self, means: dict[str, float], monitor: dict[str, float], best: bool, seconds: float) -> None:
@@ -288,15 +312,24 @@ class Loop:
     def picture(self) -> None:
         """samples/epoch-NNNN.png: the generator on the fixed noise (with D's view for toys), also
         logged to TensorBoard."""
-        run, epoch = self.run, self.run.progress.epoch
+        run, p = self.run, self.run.progress
         G, D = run.players.generator.eval(), run.players.discriminator.eval()
         with torch.no_grad():
             samples = G(run.fixed_noise)
-        path = run.run_dir / "samples" / f"epoch-{epoch:04d}.png"
-        save_samples_picture(samples, run.data.shape, path, run.data.train, discriminator=D, title=f"epoch {epoch}")
+        path = run.run_dir / "samples" / f"epoch-{p.epoch:04d}.png"
+        if len(run.data.shape) == 3:  # a grid of images: drawn on the writer thread
+            self.later(self.draw, samples, path, p.epoch, p.step)
+        else:  # a toy's histogram or scatter shows D as it is now, drawn with pyplot: here
+            self.draw(samples, path, p.epoch, p.step, D)
         G.train()
         D.train()
-        self.writer.image("samples", path, run.progress.step)  # beside the scalars in TensorBoard
+
+    def draw(
+        self, samples: torch.Tensor, path: Path, epoch: int, step: int, discriminator: torch.nn.Module | None = None
+    ) -> None:
+        run = self.run
+        save_samples_picture(samples, run.data.shape, path, run.data.train, discriminator, title=f"epoch {epoch}")
+        self.writer.image("samples", path, step)  # beside the scalars in TensorBoard
 
     # --- checkpoints and stops ---------------------------------------------------------------
 
@@ -315,6 +348,7 @@ class Loop:
             what = f"The {player}'s loss became NaN or infinite at step {int(min(s for s in first_bad if s >= 0))}"
         else:
             what = f"The weights became NaN or infinite by step {p.step}"
+        self.files.wait()  # the checkpoint being written, if any, is the last one kept
         newest = checkpoints.checkpoint_paths(run.run_dir)
         kept = f"the last checkpoint, {newest[-1].name}, is untouched" if newest else "no checkpoint was written"
         raise GannetError(f"{what}; the run stops ({kept}). Try a lower --lr.")
@@ -323,7 +357,9 @@ class Loop:
         """Write a checkpoint (rank 0; every rank of a distributed run must call this), never
         of weights that are not finite."""
         self.check_finite()
-        return self.write_checkpoint()
+        path = self.write_checkpoint()
+        self.hand_over(wait=True)
+        return path
 
     def write_checkpoint(self) -> Path:
         """save_checkpoint without the check, for callers that have just made it."""
@@ -336,13 +372,13 @@ class Loop:
         state = training_state(run.players, p, run.data_rng, run.fixed_noise, run.noise_rng, run.cluster)
         weights = checkpoints.flat_weights(run.players.generator, run.players.discriminator)
         config = run.config
-        path = dist.on_main(
-            run.cluster,
-            lambda: checkpoints.save(run.run_dir, weights, state, config, config.keep_checkpoints, config.keep_every),
-        )
-        if run.players.ema is not None:  # after every checkpoint (and at a resume): the two agree
-            dist.on_main(run.cluster, self.write_ema)
-        return path
+        if run.main:  # rank 0 writes
+            self.later(
+                checkpoints.save, run.run_dir, weights, state, config, config.keep_checkpoints, config.keep_every
+            )
+            if run.players.ema is not None:  # after every checkpoint (and at a resume): the two agree
+                self.write_ema()
+        return checkpoints.checkpoint_path(run.run_dir, state)
 
     def stopping(self, stop: StopRequest) -> bool:
         """Whether to stop now. The processes of a distributed run decide together, and only
@@ -354,6 +390,7 @@ class Loop:
 
     def stop(self, stop: StopRequest, checkpoint: Path) -> None:
         """End the run on a signal, its checkpoint written: TrainingInterrupted says what next."""
+        self.hand_over(wait=True)
         run, p = self.run, self.run.progress
         then = (
             "the run is complete"
