@@ -3,7 +3,10 @@
 
 import errno
 import importlib
+import os
+import signal
 import threading
+import time
 from collections import namedtuple
 
 import pytest
@@ -12,6 +15,7 @@ import torch
 from gannet import checkpoints
 from gannet.background import BackgroundWriter, snapshot
 from gannet.checkpoints import load_weights
+from gannet.metrics import read_metrics
 
 from .conftest import SMALL_MNIST, gannet
 
@@ -95,3 +99,41 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_the_checkpoint_holds
         load_weights(branch / "checkpoints" / "average.safetensors")[0],
     )
     assert all(torch.equal(mean[k], mean_branched[k]) for k in mean)
+
+
+def test_a_signal_while_the_last_epochs_files_are_written_waits_for_them(tmp_path, monkeypatch, capsys, tiny_dir):
+    """Ctrl-C or SIGTERM as the run ends, its last checkpoint still being written: the run says
+    it is complete, and the checkpoint it names is whole on disk."""
+    save = checkpoints.save
+
+    def signalled_save(run_dir, weights, state, *args, **kwargs):
+        if state["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by the training thread meanwhile
+            time.sleep(0.2)
+        return save(run_dir, weights, state, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "save", signalled_save)
+    run_dir = tmp_path / "run"
+    code, out = gannet(
+        "train", "mnist", "--epochs", 2, "--data-dir", tiny_dir, "--run-dir", run_dir, *SMALL_MNIST, capsys=capsys
+    )
+    assert code == 143 and "Traceback" not in out.err
+    assert "checkpoint epoch-0002.safetensors written; the run is complete" in out.err
+    assert load_weights(run_dir)[2].name == "epoch-0002.safetensors"
+    assert (run_dir / "samples" / "epoch-0002.png").is_file()
+
+
+def test_a_failed_write_stops_the_run_at_the_next_metrics_record(tmp_path, monkeypatch, capsys, tiny_dir):
+    def no_space(run_dir, weights, state, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", f"checkpoint epoch-{state['epoch']:04d}.safetensors")
+
+    monkeypatch.setattr(checkpoints, "save", no_space)
+    run_dir = tmp_path / "run"
+    code, out = gannet(
+        "train", "mnist", "--epochs", 4, "--data-dir", tiny_dir, "--run-dir", run_dir, *SMALL_MNIST, capsys=capsys
+    )
+    assert code == 2 and "Traceback" not in out.err
+    assert "Could not write checkpoint epoch-0001.safetensors (No space left on device)" in out.err
+    # epoch 1's write failed as epoch 2 began (10 steps, a record every 5): the run stopped at its
+    # first record, step 15, not at the end of epoch 2 when the next files were handed over
+    assert max(m["step"] for m in read_metrics(run_dir)) == 15

@@ -10,8 +10,13 @@ epoch), with every guarantee of a synchronous write kept:
   after its own write, as before; after a failed piece none of the rest runs.
 - At most one epoch's work is in flight: `submit` first waits for the previous, and `wait`
   raises the first error a piece met (a full disk, say) in the training thread, where the
-  run stops with its one sentence as when the write was synchronous. The loop waits before
-  a stop is reported, before a non-finite stop names the newest checkpoint, and at the end.
+  run stops with its one sentence as when the write was synchronous; `check` raises it as
+  soon as it is known, without waiting (the loop asks at each metrics record). The loop waits
+  before a stop is reported, before a non-finite stop names the newest checkpoint, and for
+  the last epoch's files while Ctrl-C is still caught (train.py).
+- A wait is on an Event, never on Thread.join: a KeyboardInterrupt inside join makes Python
+  3.11 count a running thread as stopped, and the interpreter would then exit without it,
+  cutting a file short. Unjoined, the non-daemon writer is waited for at exit.
 """
 
 from __future__ import annotations
@@ -44,12 +49,14 @@ class BackgroundWriter:
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()  # set when the submitted pieces have run (or one failed)
         self._error: BaseException | None = None
 
     def submit(self, pieces: list[Callable[[], object]]) -> None:
         """Run `pieces` in order on a new thread, once the previous submission has finished."""
         self.wait()
         if pieces:
+            self._done.clear()
             # not a daemon: an interpreter that exits mid-write first lets the file be finished
             self._thread = threading.Thread(target=self._run, args=(pieces,), name="gannet-writer")
             self._thread.start()
@@ -60,16 +67,22 @@ class BackgroundWriter:
                 piece()
         except BaseException as error:  # noqa: BLE001 - handed to the training thread by wait()
             self._error = error
+        finally:
+            self._done.set()
 
     def wait(self) -> None:
         """Return once the work handed over is written; raise the first error it met."""
         if self._thread is not None:
-            self._thread.join()
+            self._done.wait()
             self._thread = None
+        self.check()
+
+    def check(self) -> None:
+        """Raise the error the work handed over met, if it has already failed; never waits."""
         if self._error is not None:
             error, self._error = self._error, None
             raise error
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and not self._done.is_set()

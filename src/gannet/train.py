@@ -84,6 +84,8 @@ def train(
                 if means is None:
                     loop.stop(stop, loop.save_checkpoint())
                 saved = loop.end_epoch(means, now - started)
+                if run.progress.epoch == config.epochs:  # the last files, while a signal is still caught
+                    loop.hand_over(wait=True)
                 if loop.stopping(stop):  # a signal during the end-of-epoch work
                     loop.stop(stop, saved or loop.save_checkpoint())
         return run.run_dir
@@ -166,6 +168,7 @@ class Loop:
                 self.bar.update(1)
                 if p.step % config.log_every == 0 or p.position == steps:
                     self.log_interval()
+                    self.files.check()  # the last epoch's files failed (a full disk): stop now
                 if self.stopping(stop) and p.position < steps:
                     return None
         total = dist.sum_over_ranks(p.total, run.cluster) / (run.cluster.world if run.cluster else 1)
