@@ -365,8 +365,10 @@ def test_train_help_shows_every_config_field_in_exactly_one_group(capsys):
 def test_mnist_fast_is_the_papers_model_trained_faster_and_averaged():
     fast, paper = presets.preset_config("mnist-fast"), presets.preset_config("mnist")
     differ = {f.name for f in dataclasses.fields(fast) if getattr(fast, f.name) != getattr(paper, f.name)}
-    assert differ == {"preset", "lr", "average_from", "epochs"}  # the networks, updates and schedules are the paper's
+    # the networks, updates and schedules are the paper's
+    assert differ == {"preset", "lr", "generator_lr", "average_from", "epochs"}
     assert (fast.lr, fast.average_from, fast.epochs) == (2 * paper.lr, 20, 80)
+    assert fast.generator_lr == pytest.approx(3 * paper.lr)
 
 
 @pytest.mark.parametrize("name", presets.PRESETS)
