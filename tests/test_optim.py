@@ -47,20 +47,17 @@ def test_momentum_ramps_linearly_from_epoch_1_to_250():
     assert momentum_at(config, 600) == pytest.approx(0.7)
 
 
-def test_optimizers_follow_the_schedule_update_by_update():
-    config = TrainConfig(
-        lr=0.1,
-        lr_decay=1.5,
-        preset="toy1d",
-        dataset="toy1d",
-        latent_dim=1,
-        generator_hidden=[4],
-        discriminator_hidden=[4],
-        generator_output="linear",
-    )
-    data = toy1d()
+def tiny_players(**overrides):
+    """(config, players) of a 1-D toy with 4-unit players, SGD at lr 0.1 decayed by 1.5 an update."""
+    values = {"lr": 0.1, "lr_decay": 1.5, "latent_dim": 1, "generator_hidden": [4], "discriminator_hidden": [4]}
+    config = TrainConfig(preset="toy1d", dataset="toy1d", generator_output="linear", **{**values, **overrides})
     torch.manual_seed(0)
-    players = make_players(config, data, torch.device("cpu"))
+    return config, make_players(config, toy1d(), torch.device("cpu"))
+
+
+def test_optimizers_follow_the_schedule_update_by_update():
+    config, players = tiny_players()
+    data = toy1d()
     for update in range(3):
         assert players.optimizer_d.param_groups[0]["lr"] == pytest.approx(learning_rate(config, update, 500))
         # the floats that graphs.py puts back after a CUDA graph held the rates: exactly the scheduler's
@@ -70,21 +67,8 @@ def test_optimizers_follow_the_schedule_update_by_update():
 
 
 def test_generator_lr_sets_g_alone_and_both_decay_alike():
-    config = TrainConfig(
-        lr=0.1,
-        generator_lr=0.3,
-        lr_decay=1.5,
-        lr_min=0.05,
-        preset="toy1d",
-        dataset="toy1d",
-        latent_dim=1,
-        generator_hidden=[4],
-        discriminator_hidden=[4],
-        generator_output="linear",
-    )
+    _, players = tiny_players(generator_lr=0.3, lr_min=0.05)
     data = toy1d()
-    torch.manual_seed(0)
-    players = make_players(config, data, torch.device("cpu"))
     assert players.optimizer_g.param_groups[0]["lr"] == pytest.approx(0.3)
     assert players.optimizer_d.param_groups[0]["lr"] == pytest.approx(0.1)
     for _ in range(3):

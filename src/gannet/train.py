@@ -358,11 +358,9 @@ class Loop:
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint (rank 0; every rank of a distributed run must call this), never
-        of weights that are not finite."""
+        of weights that are not finite; `stop` waits for it to be on disk."""
         self.check_finite()
-        path = self.write_checkpoint()
-        self.hand_over(wait=True)
-        return path
+        return self.write_checkpoint()
 
     def write_checkpoint(self) -> Path:
         """save_checkpoint without the check, for callers that have just made it."""
