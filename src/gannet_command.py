@@ -16,21 +16,21 @@ def _stop(signum, frame) -> None:
 
 
 def main() -> int:
-    previous = signal.signal(signal.SIGTERM, _stop)
+    # Kept until the command's own handling takes over (gannet.cli.main's first line): given back
+    # to the default here, a SIGTERM in between would end the process unannounced.
+    signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
         from gannet.cli import main as gannet_main
     except BaseException:
         if not _received:
             raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)  # the command's own handling takes over
     if _received:  # a library being imported may swallow the interrupt, or turn it into an error of its own
         print("\ngannet: stopped while starting; nothing was done, so the same command starts afresh.", file=sys.stderr)
         return 128 + _received[0]
     try:
         return gannet_main()
-    except Exception:  # noqa: BLE001 - a Ctrl-C inside a library's lazy import can surface as another error
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - a Ctrl-C inside a library's lazy import can surface as another error
         if not _received:
             raise
         print("\ngannet: interrupted.", file=sys.stderr)
