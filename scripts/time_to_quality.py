@@ -10,6 +10,11 @@ checkpoints since --average-from (every --keep-every epochs: an approximation of
 every epoch). Scores are cached in RUN/fid-over-time.json. Minutes are the runs' own training
 clocks (time/elapsed) or, with --seconds-per-epoch, epochs times that.
 
+Averaging does not change training, so `--average-from RUN=A` shows a run as if it had been
+trained with `--average-from A`: from a run that kept every epoch's checkpoint from A on
+(--keep-every 1), the mean generator's monitor is recomputed from the checkpoints as training
+computes it, and FID scores the mean of epochs A to each epoch.
+
     python scripts/time_to_quality.py runs/fast:mnist-fast runs/faithful:"mnist --average-from 100" \\
         --seconds-per-epoch 22.6 --fid-every 10 -o docs/fast-mnist-time.png
 """
@@ -26,6 +31,7 @@ import torch
 from gannet import averaging, checkpoints, quality
 from gannet.config import load as load_config
 from gannet.metrics import read_metrics
+from gannet.parzen import monitor_parzen
 from gannet.sampling import checkpoint_dataset, load_generator
 
 EPOCH_FILE = re.compile(r"^epoch-(\d+)\.safetensors$")
@@ -37,31 +43,35 @@ def kept_epochs(run_dir: Path) -> dict[int, Path]:
     return {int(m[1]): run_dir / "checkpoints" / m[0] for m in found if m}
 
 
-def sampled_generator(run_dir: Path, epoch: int, kept: dict[int, Path], config) -> torch.nn.Module:
+def sampled_generator(run_dir: Path, epoch: int, kept: dict[int, Path], config, average_from: int) -> torch.nn.Module:
     """The generator the run stands for after `epoch`, from its kept checkpoints."""
     generator, _, _ = load_generator(kept[epoch])
     spaced = [e for e in sorted(kept) if not config.keep_every or e % config.keep_every == 0]  # not the newest 3
-    averaged = [e for e in spaced if config.average_from and config.average_from <= e <= epoch]
+    averaged = [e for e in spaced if average_from and average_from <= e <= epoch]
     if averaged:  # the mean first, as checkpoints.sampled
         total: dict[str, torch.Tensor] = {}
         for e in averaged:
             averaging.add(total, load_generator(kept[e])[0].state_dict())
         generator.load_state_dict(averaging.generator_weights(total, len(averaged), generator.state_dict()))
-    elif config.ema_decay and not config.average_from:  # a run with both: its last G until averaging begins
+    elif config.ema_decay and not average_from:  # a run with both: its last G until averaging begins
         state = torch.load(checkpoints.state_path(kept[epoch]), weights_only=True)
         generator.load_state_dict(state["ema"]["weights"])
     return generator.eval()
 
 
-def fid_over_time(run_dir: Path, every: int, num_samples: int, data_dir: str | None) -> dict[int, dict]:
+def fid_over_time(
+    run_dir: Path, every: int, num_samples: int, data_dir: str | None, average_from: int | None
+) -> dict[int, dict]:
     """{epoch: eval quality's record} for the kept epochs that are multiples of `every`, cached."""
-    cache = run_dir / "fid-over-time.json"
-    scores = {int(k): v for k, v in json.loads(cache.read_text()).items()} if cache.is_file() else {}
     config = load_config(run_dir / "config.json")
+    name = "fid-over-time.json" if average_from is None else f"fid-over-time-average-from-{average_from}.json"
+    average_from = config.average_from if average_from is None else average_from
+    cache = run_dir / name
+    scores = {int(k): v for k, v in json.loads(cache.read_text()).items()} if cache.is_file() else {}
     kept = kept_epochs(run_dir)
     test = None
     for epoch in sorted(e for e in kept if e % every == 0 and e not in scores):
-        generator = sampled_generator(run_dir, epoch, kept, config)
+        generator = sampled_generator(run_dir, epoch, kept, config, average_from)
         test = checkpoint_dataset(config, data_dir).test if test is None else test
         record = quality.mnist_quality(generator, config, test, num_samples, seed=0)
         scores[epoch] = {k: record[k] for k in ("mnist_fid", "kl_to_uniform", "nearest_test_distance")}
@@ -70,19 +80,45 @@ def fid_over_time(run_dir: Path, every: int, num_samples: int, data_dir: str | N
     return scores
 
 
-def monitor_curves(run_dir: Path, seconds_per_epoch: float | None) -> tuple[list, list, str]:
+def monitor_curves(
+    run_dir: Path, seconds_per_epoch: float | None, average_from: int | None, data_dir: str | None
+) -> tuple[list, list, str]:
     """(minutes, last G's monitor), (minutes, the sampled generator's monitor), and its name."""
     config = load_config(run_dir / "config.json")
     key = "parzen/valid_average" if config.average_from else "parzen/valid_ema" if config.ema_decay else None
+    recomputed = {} if average_from is None else mean_monitor(run_dir, config, average_from, data_dir)
     last, sampled = [], []
     for r in read_metrics(run_dir):
         if "parzen/valid" not in r:
             continue
         minutes = minutes_at(r, seconds_per_epoch, run_dir)
         last.append((minutes, r["parzen/valid"]))
-        sampled.append((minutes, r[key] if key in r else r["parzen/valid"]))
+        if average_from is not None:
+            sampled.append((minutes, recomputed.get(r["epoch"], r["parzen/valid"])))
+        else:
+            sampled.append((minutes, r[key] if key in r else r["parzen/valid"]))
+    if average_from is not None:
+        key = "parzen/valid_average"
     name = {"parzen/valid_ema": "moving average", "parzen/valid_average": "mean generator"}.get(key, "last G")
     return last, sampled, name
+
+
+def mean_monitor(run_dir: Path, config, average_from: int, data_dir: str | None) -> dict[int, float]:
+    """{epoch: the monitor of the mean generator of epochs average_from..epoch}, as training
+    computes it, from a checkpoint of every epoch (--keep-every 1)."""
+    kept = kept_epochs(run_dir)
+    epochs = range(average_from, max(kept) + 1)
+    if missing := [e for e in epochs if e not in kept]:
+        raise SystemExit(f"{run_dir} has no checkpoint of epoch {missing[0]}: --average-from needs --keep-every 1")
+    data = checkpoint_dataset(config, data_dir)
+    total: dict[str, torch.Tensor] = {}
+    scores = {}
+    for count, epoch in enumerate(epochs, start=1):
+        generator = load_generator(kept[epoch])[0]
+        averaging.add(total, generator.state_dict())
+        generator.load_state_dict(averaging.generator_weights(total, count, generator.state_dict()))
+        scores[epoch] = monitor_parzen(generator, config, data, torch.device("cpu"))["parzen/valid"]
+    return scores
 
 
 def minutes_at(record: dict, seconds_per_epoch: float | None, run_dir: Path) -> float:
@@ -102,8 +138,21 @@ def main() -> None:
     parser.add_argument("--fid-every", type=int, default=10, help="score every N-th epoch's generator [10]")
     parser.add_argument("--num-samples", type=int, default=10_000)
     parser.add_argument("--data-dir")
+    parser.add_argument(
+        "--average-from",
+        action="append",
+        default=[],
+        metavar="RUN=A",
+        help="show RUN as if trained with --average-from A (it kept every epoch: --keep-every 1)",
+    )
     parser.add_argument("-o", "--output", type=Path, default=Path("time-to-quality.png"))
     args = parser.parse_args()
+    windows = {}
+    for item in args.average_from:
+        run, _, first = item.rpartition("=")
+        if not run or not first.isdigit() or int(first) < 1:
+            parser.error(f"--average-from takes RUN=A, A an epoch (1 or more), not {item!r}")
+        windows[Path(run)] = int(first)
 
     import matplotlib
 
@@ -116,11 +165,12 @@ def main() -> None:
         run_dir = Path(path)
         label = label or run_dir.name
         colour = plt.get_cmap("tab10").colors[i]
-        last, sampled, name = monitor_curves(run_dir, args.seconds_per_epoch)
+        average_from = windows.get(run_dir)
+        last, sampled, name = monitor_curves(run_dir, args.seconds_per_epoch, average_from, args.data_dir)
         left.plot(*zip(*sampled, strict=True), color=colour, label=f"{label} ({name})")
         if name != "last G":
             left.plot(*zip(*last, strict=True), color=colour, lw=0.7, alpha=0.5, label=f"{label} (last G)")
-        scores = fid_over_time(run_dir, args.fid_every, args.num_samples, args.data_dir)
+        scores = fid_over_time(run_dir, args.fid_every, args.num_samples, args.data_dir, average_from)
         per_epoch = {r["epoch"]: r for r in read_metrics(run_dir) if "parzen/valid" in r}
         clock = {e: minutes_at(r, args.seconds_per_epoch, run_dir) for e, r in per_epoch.items()}
         points = [(clock[e], s["mnist_fid"]) for e, s in scores.items() if e in clock]
