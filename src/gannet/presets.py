@@ -43,7 +43,8 @@ PRESETS: dict[str, dict] = {
         # docs/fast-mnist.md: the attempts, and why these values (a rate of 0.3 for both players
         # diverges in the first epoch, for G alone it adds 6-7 Parzen nats from each of three
         # seeds; a longer window raises the Parzen score and the FID together, a shorter one
-        # lowers both: from epoch 13 leaves the widest margin to issue #24's bar on both)
+        # lowers both: from epoch 13, the nearer of the two halves of issue #24's bar has the
+        # widest margin)
         "values": {"lr": 0.2, "generator_lr": 0.3, "average_from": 13, "epochs": 80},
     },
     "toy1d": {
