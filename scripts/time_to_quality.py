@@ -153,6 +153,9 @@ def main() -> None:
         if not run or not first.isdigit() or int(first) < 1:
             parser.error(f"--average-from takes RUN=A, A an epoch (1 or more), not {item!r}")
         windows[Path(run)] = int(first)
+    named = {Path(spec.partition(":")[0]) for spec in args.runs}
+    if unknown := [str(run) for run in windows if run not in named]:
+        parser.error(f"--average-from names {unknown[0]}, which is not one of the runs to draw")
 
     import matplotlib
 

@@ -30,7 +30,9 @@ def main() -> int:
         return 128 + _received[0]
     try:
         return gannet_main()
-    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - a Ctrl-C inside a library's lazy import can surface as another error
+    # A Ctrl-C inside a library's lazy import can surface as another error, and a signal that
+    # comes before gannet.cli.main's own handling as KeyboardInterrupt.
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001
         if not _received:
             raise
         print("\ngannet: interrupted.", file=sys.stderr)
