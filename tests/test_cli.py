@@ -367,8 +367,8 @@ def test_mnist_fast_is_the_papers_model_trained_faster_and_averaged():
     differ = {f.name for f in dataclasses.fields(fast) if getattr(fast, f.name) != getattr(paper, f.name)}
     # the networks, updates and schedules are the paper's
     assert differ == {"preset", "lr", "generator_lr", "average_from", "epochs"}
-    assert (fast.lr, fast.average_from, fast.epochs) == (2 * paper.lr, 13, 80)
-    assert fast.generator_lr == pytest.approx(3 * paper.lr)
+    assert (fast.lr, fast.average_from, fast.epochs) == (2 * paper.lr, 16, 80)
+    assert fast.generator_lr == pytest.approx(3.5 * paper.lr)
 
 
 @pytest.mark.parametrize("name", presets.PRESETS)
