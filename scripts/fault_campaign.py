@@ -1809,7 +1809,9 @@ def register_signal_cases() -> None:
             if first.rc == -signal.SIGTERM and (ctx.tmp / "run").exists():
                 return "wrong", "killed by SIGTERM, unannounced, after making the run directory"
             said = first.stderr.lower()
-            if first.rc in (130, 143) and not any(w in said for w in ("resume", "--force", "nothing was done")):
+            if first.rc in (130, 143) and not any(
+                w in said for w in ("resume", "--force", "nothing was done", "run the same command again")
+            ):
                 return "wrong", f"stopped without saying how to continue: {last_line(first.stderr)}"
             if not checkpoints.checkpoint_paths(ctx.tmp / "run"):
                 return None if first.rc != 0 else ("data-loss", "no checkpoint")
