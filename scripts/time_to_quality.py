@@ -85,20 +85,24 @@ def monitor_curves(
 ) -> tuple[list, list, str]:
     """(minutes, last G's monitor), (minutes, the sampled generator's monitor), and its name."""
     config = load_config(run_dir / "config.json")
-    key = "parzen/valid_average" if config.average_from else "parzen/valid_ema" if config.ema_decay else None
-    recomputed = {} if average_from is None else mean_monitor(run_dir, config, average_from, data_dir)
+    if average_from is None:  # what training logged
+        key = "parzen/valid_average" if config.average_from else "parzen/valid_ema" if config.ema_decay else None
+
+        def sampled_at(r: dict) -> float:
+            return r.get(key, r["parzen/valid"])
+    else:
+        key, recomputed = "parzen/valid_average", mean_monitor(run_dir, config, average_from, data_dir)
+
+        def sampled_at(r: dict) -> float:
+            return recomputed.get(r["epoch"], r["parzen/valid"])
+
     last, sampled = [], []
     for r in read_metrics(run_dir):
         if "parzen/valid" not in r:
             continue
         minutes = minutes_at(r, seconds_per_epoch, run_dir)
         last.append((minutes, r["parzen/valid"]))
-        if average_from is not None:
-            sampled.append((minutes, recomputed.get(r["epoch"], r["parzen/valid"])))
-        else:
-            sampled.append((minutes, r[key] if key in r else r["parzen/valid"]))
-    if average_from is not None:
-        key = "parzen/valid_average"
+        sampled.append((minutes, sampled_at(r)))
     name = {"parzen/valid_ema": "moving average", "parzen/valid_average": "mean generator"}.get(key, "last G")
     return last, sampled, name
 
