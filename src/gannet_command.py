@@ -4,6 +4,7 @@ sentence, as it does later, not with Python's traceback. Nothing has been done y
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -19,7 +20,8 @@ def _stop(signum, frame) -> None:
         # Inside the imports: end the process here rather than raise into them. An exception
         # raised in the middle of torch's import can cross its C++ code and abort the process,
         # or be swallowed or turned into a library's own error; nothing needs undoing yet.
-        os.write(sys.stderr.fileno(), STOPPED_STARTING.encode())
+        with contextlib.suppress(OSError):  # stderr closed (its reader gone): the exit status still says why
+            os.write(sys.stderr.fileno(), STOPPED_STARTING.encode())
         os._exit(128 + signum)
     _received.append(signum)
     raise KeyboardInterrupt

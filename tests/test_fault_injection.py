@@ -415,6 +415,21 @@ def wait_for_handlers(pid: int, timeout: float = 30.0) -> None:
     raise AssertionError(f"process {pid} did not install its signal handlers in {timeout} s")
 
 
+def test_a_signal_while_gannet_starts_with_stderr_closed_still_ends_by_its_status():
+    """The start-up sentence cannot be written (its reader is gone): the exit status still says it."""
+    command = Path(sys.executable).with_name("gannet")
+    if not command.is_file():
+        pytest.skip("the gannet command is not installed beside this Python")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        process = subprocess.Popen([str(command), "presets"], stdout=subprocess.DEVNULL, stderr=write_end)
+        os.close(write_end)
+        wait_for_handlers(process.pid)
+        process.send_signal(signum)  # at once: torch is still being imported
+        assert process.wait(timeout=60) == 128 + signum
+
+
 def test_a_signal_while_gannet_starts_is_one_sentence_and_does_nothing(tmp_path):
     """Ctrl-C or SIGTERM in the first second, while torch is imported (the `gannet` command)."""
     command = Path(sys.executable).with_name("gannet")
